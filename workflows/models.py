@@ -83,7 +83,9 @@ class Schedule(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}; use an IANA name like Europe/Berlin")
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name like Europe/Berlin"
+            ) from None
         return value
 
     @model_validator(mode="after")
@@ -148,12 +150,19 @@ class PlanState(BaseModel):
     current_step_id: int | None = None
     next_due_at: datetime | None = None
     approved_at: datetime | None = None
+    # The current step's due time before the send window moved it; kept so a new
+    # timezone or window re-fits from the original target, not from a shifted time.
+    target_at: datetime | None = None
+    # First reminder of the current escalation round; nudges count from here.
+    round_started_at: datetime | None = None
+    paused_at: datetime | None = None
     paused_until: datetime | None = None
     # While paused: how long was left on the clock, restored by resume.
     remaining_seconds: float | None = None
-    # Status before a pause or block, to return to on resume.
     blocked_reason: str | None = None
     cancel_reason: str | None = None
+    # Why the last plan generation failed, shown to the owner.
+    last_error: str | None = None
     schedule: Schedule = Field(default_factory=Schedule)
     # Monotonic counter of mirror writes; the database keeps the newest.
     revision: int = 0
@@ -247,11 +256,16 @@ class ReminderKind(StrEnum):
 
 
 class ReminderRequest(BaseModel):
-    """Send one reminder and mirror it; `row` is the step as it will be once sent."""
+    """Send one reminder and mirror it: `step` is the step as it will be once sent."""
 
-    state: PlanState
-    step_id: int
+    lead_id: int
+    telegram_id: int
+    plan_version: int
+    step: StepState
+    position: int
+    total: int
     kind: ReminderKind
+    revision: int
     # Unique per (lead, plan version, step, round, reminder): the delivery ledger key.
     delivery_key: str
 
@@ -264,6 +278,7 @@ class ReminderResult(BaseModel):
 
 class NoticeKind(StrEnum):
     PLAN_READY = "plan_ready"
+    PLAN_FAILED = "plan_failed"
     AUTO_SNOOZED = "auto_snoozed"
     PLAN_COMPLETED = "plan_completed"
     PLAN_RESUMED = "plan_resumed"
