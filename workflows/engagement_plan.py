@@ -276,7 +276,8 @@ class EngagementPlanWorkflow:
         await self._notify(
             NoticeKind.AUTO_SNOOZED,
             f"auto-snooze-s{step.step_id}-r{step.snooze_count}",
-            detail=f"{unanswered}:{policy.auto_snooze_days}",
+            unanswered=unanswered,
+            snooze_days=policy.auto_snooze_days,
         )
 
     # ---------------------------------------------------------------- transitions
@@ -419,7 +420,9 @@ class EngagementPlanWorkflow:
             summary="mirror plan to PostgreSQL",
         )
 
-    async def _notify(self, kind: NoticeKind, key: str, detail: str = "") -> None:
+    async def _notify(
+        self, kind: NoticeKind, key: str, unanswered: int = 0, snooze_days: int = 0
+    ) -> None:
         st = self._state
         try:
             await workflow.execute_activity(
@@ -428,7 +431,8 @@ class EngagementPlanWorkflow:
                     state=st.model_copy(deep=True),
                     kind=kind,
                     delivery_key=f"lead-{st.lead_id}:{key}",
-                    detail=detail,
+                    unanswered=unanswered,
+                    snooze_days=snooze_days,
                 ),
                 task_queue=TELEGRAM_TASK_QUEUE,
                 start_to_close_timeout=SEND_TIMEOUT,

@@ -290,7 +290,9 @@ class NoticeRequest(BaseModel):
     state: PlanState
     kind: NoticeKind
     delivery_key: str
-    detail: str = ""
+    # For AUTO_SNOOZED: how many reminders went unanswered, and for how long it snoozed.
+    unanswered: int = 0
+    snooze_days: int = 0
 
 
 class GeneratePlanRequest(BaseModel):
