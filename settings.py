@@ -8,9 +8,6 @@ from typing import Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ENGAGEMENT_TASK_QUEUE = "engagement"
-TELEGRAM_TASK_QUEUE = "telegram"
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")

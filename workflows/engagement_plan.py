@@ -43,6 +43,8 @@ from workflows.models import (
 )
 from workflows.timing import days, describe_delay, fit_to_window, hours
 
+ENGAGEMENT_TASK_QUEUE = "engagement"
+# Telegram sends have their own queue so its server-side rate limit covers only them.
 TELEGRAM_TASK_QUEUE = "telegram"
 
 # Sends retry until they succeed (a reminder is never lost); only a non-retryable

@@ -1,0 +1,128 @@
+"""Telegram sends: reminders and notices, behind a delivery ledger.
+
+Error mapping (SPEC §4): 429 → retry after exactly `retry_after`; 5xx and network
+errors → raise as is, Temporal retries with backoff; 403 → non-retryable
+"BotBlocked", the workflow marks the plan blocked; 400 → non-retryable "BadRequest".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from aiogram import Bot
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
+from aiogram.types import InlineKeyboardMarkup, Message
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.mirror import reminder_row
+from storage.activity_log import ActivityLogRepository
+from storage.deliveries import DeliveryLedger
+from storage.leads import LeadRepository
+from storage.reminders import ReminderRepository
+from telegram_ui import render
+from workflows.models import NoticeKind, NoticeRequest, ReminderRequest, ReminderResult
+
+
+async def deliver(send: Callable[[], Awaitable[Message]]) -> Message:
+    """Run one Bot API call, translating Telegram's answers into Temporal's retry language."""
+    try:
+        return await send()
+    except TelegramRetryAfter as err:
+        raise ApplicationError(
+            f"Telegram rate limit, retry after {err.retry_after}s",
+            type="RateLimited",
+            next_retry_delay=timedelta(seconds=err.retry_after),
+        ) from err
+    except TelegramForbiddenError as err:
+        raise ApplicationError(
+            f"Telegram refused: {err.message}", type="BotBlocked", non_retryable=True
+        ) from err
+    except TelegramBadRequest as err:
+        raise ApplicationError(
+            f"Telegram rejected the message: {err.message}", type="BadRequest", non_retryable=True
+        ) from err
+
+
+class TelegramActivities:
+    """Holds the Bot and the pool; runs on its own task queue, rate-limited by the server."""
+
+    def __init__(self, bot: Bot, pool: asyncpg.Pool) -> None:
+        self._bot = bot
+        self._pool = pool
+
+    async def _lead_label(self, lead_id: int) -> tuple[str, str | None]:
+        lead = await LeadRepository(self._pool).get(lead_id)
+        return (lead.prospect_name, lead.prospect_company) if lead else (f"lead #{lead_id}", None)
+
+    async def _send_once(
+        self,
+        delivery_key: str,
+        chat_id: int,
+        lead_id: int,
+        text: str,
+        keyboard: InlineKeyboardMarkup | None,
+    ) -> tuple[int, datetime]:
+        """Send unless the ledger shows this exact delivery already went out."""
+        ledger = DeliveryLedger(self._pool)
+        delivery = await ledger.begin(delivery_key, chat_id, lead_id)
+        if delivery.already_sent:
+            assert delivery.message_id is not None
+            return delivery.message_id, delivery.updated_at
+        message = await deliver(
+            lambda: self._bot.send_message(
+                chat_id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard
+            )
+        )
+        await ledger.complete(delivery_key, message.message_id)
+        return message.message_id, datetime.now(UTC)
+
+    @activity.defn(name="send_reminder")
+    async def send_reminder(self, req: ReminderRequest) -> ReminderResult:
+        """Send the reminder, then mirror the step as sent (folded in: one activity per reminder)."""
+        name, company = await self._lead_label(req.lead_id)
+        step = req.step
+        text = render.reminder_text(name, company, step, req.position, req.total, req.kind)
+        keyboard = render.reminder_keyboard(req.lead_id, req.plan_version, step)
+        message_id, sent_at = await self._send_once(
+            req.delivery_key, req.telegram_id, req.lead_id, text, keyboard
+        )
+        sent = step.model_copy(update={"message_id": message_id, "last_reminded_at": sent_at})
+        async with self._pool.acquire() as conn, conn.transaction():
+            await ReminderRepository(conn).upsert_steps(
+                [reminder_row(req.lead_id, req.telegram_id, req.plan_version, sent, req.revision)]
+            )
+            await ActivityLogRepository(conn).add(
+                req.lead_id,
+                req.telegram_id,
+                "step_reminded",
+                f"step {req.position} of {req.total}: reminder {step.reminder_count}",
+                metadata={
+                    "step_id": step.step_id,
+                    "message_id": message_id,
+                    "kind": req.kind.value,
+                },
+                dedupe_key=req.delivery_key,
+            )
+        return ReminderResult(message_id=message_id, sent_at=sent_at)
+
+    @activity.defn(name="send_notice")
+    async def send_notice(self, req: NoticeRequest) -> int:
+        state = req.state
+        name, company = await self._lead_label(state.lead_id)
+        keyboard = (
+            render.plan_ready_keyboard(state.lead_id, state.plan_version)
+            if req.kind == NoticeKind.PLAN_READY
+            else None
+        )
+        message_id, _ = await self._send_once(
+            req.delivery_key,
+            state.telegram_id,
+            state.lead_id,
+            render.notice_text(req, name, company),
+            keyboard,
+        )
+        return message_id

@@ -1,0 +1,112 @@
+"""The Temporal worker process: plan workflows on `engagement`, Telegram sends on `telegram`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.mirror import MirrorActivities
+from activities.planning import LeadBrief, PlanningActivities, make_openai_client
+from activities.telegram import TelegramActivities
+from settings import Settings, load_settings
+from storage.db import create_pool
+from storage.leads import LeadRepository
+from temporal_client import connect
+from workflows.engagement_plan import (
+    ENGAGEMENT_TASK_QUEUE,
+    TELEGRAM_TASK_QUEUE,
+    EngagementPlanWorkflow,
+)
+
+log = logging.getLogger("leadpilot.worker")
+
+
+def make_bot(token: str, api_base: str | None) -> Bot:
+    """An aiogram Bot, pointed at a local Bot API server or emulator when one is configured."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base)) if api_base else None
+    return Bot(token, session=session)
+
+
+def create_workers(
+    client: Client,
+    pool: asyncpg.Pool,
+    bot: Bot,
+    settings: Settings,
+) -> list[Worker]:
+    """Both workers of one process; tests build them the same way as production."""
+
+    async def load_lead(lead_id: int) -> LeadBrief | None:
+        lead = await LeadRepository(pool).get(lead_id)
+        return None if lead is None else LeadBrief.model_validate(lead)
+
+    planning = PlanningActivities(
+        load_lead,
+        make_openai_client(settings.openai_api_key, settings.openai_base_url),
+        settings.openai_model,
+    )
+    mirror = MirrorActivities(pool)
+    telegram = TelegramActivities(bot, pool)
+    return [
+        Worker(
+            client,
+            task_queue=ENGAGEMENT_TASK_QUEUE,
+            workflows=[EngagementPlanWorkflow],
+            activities=[planning.generate_plan, mirror.sync_plan],
+        ),
+        Worker(
+            client,
+            task_queue=TELEGRAM_TASK_QUEUE,
+            activities=[telegram.send_reminder, telegram.send_notice],
+            # Enforced by the server, so it holds across any number of workers.
+            max_task_queue_activities_per_second=settings.telegram_sends_per_second,
+        ),
+    ]
+
+
+@asynccontextmanager
+async def running_workers(settings: Settings) -> AsyncIterator[None]:
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    pool = await create_pool(settings.database_url)
+    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+    workers = create_workers(client, pool, bot, settings)
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        yield
+    finally:
+        # Graceful: stop polling, let running activities finish.
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await bot.session.close()
+        await pool.close()
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_workers(settings):
+        log.info("worker running on %s and %s", ENGAGEMENT_TASK_QUEUE, TELEGRAM_TASK_QUEUE)
+        await stop.wait()
+        log.info("shutting down")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(load_settings()))
+
+
+if __name__ == "__main__":
+    main()
