@@ -8,7 +8,7 @@ errors → raise as is, Temporal retries with backoff; 403 → non-retryable
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 from aiogram import Bot
@@ -78,7 +78,9 @@ class TelegramActivities:
             )
         )
         await ledger.complete(delivery_key, message.message_id)
-        return message.message_id, datetime.now(UTC)
+        # The server's clock, not the host's: the attempt's start is when the message
+        # went out (to within queueing), and it agrees with workflow time in tests.
+        return message.message_id, activity.info().current_attempt_scheduled_time
 
     @activity.defn(name="send_reminder")
     async def send_reminder(self, req: ReminderRequest) -> ReminderResult:

@@ -8,6 +8,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -88,3 +89,31 @@ async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(db_url)
     yield p
     await p.close()
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[Any]:
+    """The project's Telegram Bot API emulator, spoken to by the real aiogram client."""
+    from emulators.telegram import TelegramEmulator
+
+    emu = TelegramEmulator()
+    await emu.start()
+    yield emu
+    await emu.stop()
+
+
+@pytest.fixture
+async def ts_env() -> AsyncIterator[Any]:
+    """A fresh time-skipping Temporal test server (its clock jumps after result())."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from temporal_client import register_search_attributes
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEMPORAL_TEST_SERVER),
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(env.client)
+    yield env
+    await env.shutdown()

@@ -1,0 +1,152 @@
+"""A running plan stack for tests: real workers, PostgreSQL, the Telegram emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+from temporalio.client import Client
+
+from settings import Settings
+from storage.leads import LeadRepository
+from storage.reminders import ReminderRepository
+from temporal_client import PlanHandle, start_plan
+from worker import create_workers, make_bot
+from workflows.models import PlanInput, PlanState, PlanStep
+
+T = TypeVar("T")
+
+STEPS = [
+    PlanStep(
+        step_id=1,
+        action_type="email",
+        description="Intro email",
+        suggested_text="Hi!",
+        delay_days=0,
+    ),
+    PlanStep(
+        step_id=2,
+        action_type="linkedin",
+        description="Connect",
+        suggested_text="Hello",
+        delay_days=2,
+    ),
+    PlanStep(
+        step_id=3,
+        action_type="email",
+        description="Value follow-up",
+        suggested_text="Case",
+        delay_days=5,
+    ),
+    PlanStep(
+        step_id=4, action_type="call", description="Call", suggested_text="Script", delay_days=9
+    ),
+    PlanStep(
+        step_id=5,
+        action_type="email",
+        description="Case study",
+        suggested_text="Study",
+        delay_days=14,
+    ),
+    PlanStep(
+        step_id=6, action_type="email", description="Breakup", suggested_text="Bye", delay_days=21
+    ),
+]
+
+OWNER = 4242
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:
+    """Poll until `check` returns something truthy; real seconds, not workflow time."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(0.05)
+
+
+class PlanRig:
+    def __init__(self, client: Client, pool: asyncpg.Pool, telegram: Any) -> None:
+        self.client = client
+        self.pool = pool
+        self.telegram = telegram
+
+    async def new_lead(self, owner: int = OWNER, name: str = "Ada Lovelace") -> int:
+        lead = await LeadRepository(self.pool).create(
+            telegram_id=owner, prospect_name=name, prospect_company="Analytical Engines"
+        )
+        return lead.id
+
+    async def start(self, lead_id: int, owner: int = OWNER, **fields: Any) -> PlanHandle:
+        fields.setdefault("steps", STEPS)
+        return await start_plan(
+            self.client, PlanInput(lead_id=lead_id, telegram_id=owner, **fields)
+        )
+
+    async def wait_state(
+        self, handle: PlanHandle, predicate: Callable[[PlanState], bool], timeout: float = 15.0
+    ) -> PlanState:
+        async def check() -> PlanState | None:
+            state = await handle.query("state", result_type=PlanState)
+            return state if predicate(state) else None
+
+        return await eventually(check, timeout)
+
+    async def assert_mirror_matches(self, state: PlanState) -> None:
+        """The rows a user or the bot reads say exactly what the workflow says."""
+        rows = await ReminderRepository(self.pool).get_for_lead(state.lead_id)
+        assert [r.step_id for r in rows] == [s.step_id for s in state.steps]
+        for row, step in zip(rows, state.steps, strict=True):
+            assert row.plan_version == state.plan_version
+            got = (
+                row.status.value,
+                row.due_at,
+                row.reminder_count,
+                row.snooze_count,
+                row.last_reminded_at,
+                row.completed_at,
+            )
+            want = (
+                step.status.value,
+                step.due_at,
+                step.reminder_count,
+                step.snooze_count,
+                step.last_reminded_at,
+                step.completed_at,
+            )
+            assert got == want, f"step {step.step_id}: mirror {got} != workflow {want}"
+
+
+@asynccontextmanager
+async def plan_rig(
+    client: Client, db_url: str, pool: asyncpg.Pool, telegram: Any, **settings: Any
+) -> AsyncIterator[PlanRig]:
+    cfg = Settings(
+        database_url=db_url,
+        telegram_bot_token="123456:TEST",
+        telegram_api_base=telegram.base_url,
+        **settings,
+    )
+    bot = make_bot(cfg.telegram_bot_token, cfg.telegram_api_base)
+    workers = create_workers(client, pool, bot, cfg)
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        yield PlanRig(client, pool, telegram)
+    finally:
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await bot.session.close()
+
+
+def local(dt: datetime | None, tz: str) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    assert dt is not None
+    return dt.astimezone(ZoneInfo(tz))
