@@ -32,6 +32,7 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    MessageOriginUser,
 )
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
@@ -560,3 +561,15 @@ async def test_webhook_push_with_secret_and_webhook_reply(emu: TelegramEmulator,
     finally:
         await bot.delete_webhook()
         await runner.cleanup()
+
+
+async def test_forwarded_messages_carry_their_origin(emu: TelegramEmulator, bot: Bot) -> None:
+    emu.forward(USER, "Let's talk next week", origin_name="Carol Smith", origin_user_id=777)
+    emu.forward(USER, "hidden one", origin_name="Dave")
+    emu.forward(USER, "channel post", origin_chat_title="Acme News")
+    updates = await bot.get_updates()
+    origins = [u.message.forward_origin for u in updates if u.message]
+    assert [o.type for o in origins if o] == ["user", "hidden_user", "channel"]
+    first = origins[0]
+    assert isinstance(first, MessageOriginUser)
+    assert (first.sender_user.id, first.sender_user.first_name) == (777, "Carol")
