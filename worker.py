@@ -27,6 +27,7 @@ from workflows.engagement_plan import (
     TELEGRAM_TASK_QUEUE,
     EngagementPlanWorkflow,
 )
+from workflows.sandbox import workflow_runner
 
 log = logging.getLogger("leadpilot.worker")
 
@@ -61,6 +62,7 @@ def create_workers(
             client,
             task_queue=ENGAGEMENT_TASK_QUEUE,
             workflows=[EngagementPlanWorkflow],
+            workflow_runner=workflow_runner(),
             activities=[planning.generate_plan, mirror.sync_plan],
         ),
         Worker(

@@ -79,8 +79,8 @@ class TelegramActivities:
         )
         await ledger.complete(delivery_key, message.message_id)
         # The server's clock, not the host's: the attempt's start is when the message
-        # went out (to within queueing), and it agrees with workflow time in tests.
-        return message.message_id, activity.info().current_attempt_scheduled_time
+        # went out (to within a request), and it agrees with workflow time in tests.
+        return message.message_id, activity.info().started_time
 
     @activity.defn(name="send_reminder")
     async def send_reminder(self, req: ReminderRequest) -> ReminderResult:

@@ -79,6 +79,8 @@ class PlanRig:
         self.telegram = telegram
 
     async def new_lead(self, owner: int = OWNER, name: str = "Ada Lovelace") -> int:
+        if owner not in self.telegram.chats:
+            self.telegram.add_user(owner)  # the owner has talked to the bot
         lead = await LeadRepository(self.pool).create(
             telegram_id=owner, prospect_name=name, prospect_company="Analytical Engines"
         )

@@ -321,7 +321,7 @@ class EngagementPlanWorkflow:
         """Done or skipped: the next step counts its gap from now, so late answers never bunch."""
         st = self._state
         step.status = status
-        step.completed_at = now if status == StepStatus.COMPLETED else None
+        step.completed_at = now  # when the step was closed, done or skipped
         idx = st.position(step.step_id)
         if idx == len(st.steps):
             st.current_step_id = None
