@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,14 @@ async def search_attribute(handle: WorkflowHandle[Any, Any], name: str) -> Any:
     )
     payload = raw.workflow_execution_info.search_attributes.indexed_fields.get(name)
     return None if payload is None else json.loads(payload.data)
+
+
+def step_is(step_id: int, status: StepStatus) -> Callable[[PlanState], bool]:
+    return lambda s: (step := s.step(step_id)) is not None and step.status == status
+
+
+def step_reminded(step_id: int, count: int) -> Callable[[PlanState], bool]:
+    return lambda s: (step := s.step(step_id)) is not None and step.reminder_count == count
 
 
 def plan_replayer() -> Replayer:
@@ -150,9 +159,7 @@ async def test_three_week_plan_end_to_end(
                 gap = timedelta(days=step.delay_days - prev_step.delay_days)
                 assert due == fit_to_window(answered_at + gap, BERLIN)
             await advance_to(ts_env, due)
-            state = await rig.wait_state(
-                handle, lambda s, i=step.step_id: s.step(i).status == StepStatus.SENT
-            )
+            state = await rig.wait_state(handle, step_is(step.step_id, StepStatus.SENT))
             assert timedelta(0) <= sent_after(state, step.step_id, due) < timedelta(seconds=5)
             assert f"Step {position} of 6" in reminders_to(telegram, OWNER)[-1]
             await rig.assert_mirror_matches(state)
@@ -165,9 +172,7 @@ async def test_three_week_plan_end_to_end(
                 assert snoozed.snooze_count == 1 and snoozed.reminder_count == 0
                 await rig.assert_mirror_matches(state)
                 await advance_to(ts_env, snoozed.due_at)
-                state = await rig.wait_state(
-                    handle, lambda s, i=step.step_id: s.step(i).status == StepStatus.SENT
-                )
+                state = await rig.wait_state(handle, step_is(step.step_id, StepStatus.SENT))
                 assert sent_after(state, step.step_id, snoozed.due_at) < timedelta(seconds=5)
                 action = "done"
             update = (
@@ -491,13 +496,9 @@ async def test_continue_as_new_keeps_the_plan(
                 handle, lambda s: s.current is not None and s.current.status == StepStatus.PENDING
             )
             await advance_to(ts_env, state.current.due_at if state.current else None)
-            state = await rig.wait_state(
-                handle, lambda s, i=step.step_id: s.step(i).status == StepStatus.SENT
-            )
+            state = await rig.wait_state(handle, step_is(step.step_id, StepStatus.SENT))
             await advance(ts_env, timedelta(hours=25))  # one nudge per step, for history
-            state = await rig.wait_state(
-                handle, lambda s, i=step.step_id: s.step(i).reminder_count == 2
-            )
+            state = await rig.wait_state(handle, step_reminded(step.step_id, 2))
             await answer(handle, EngagementPlanWorkflow.complete_step, state)
         summary = await handle.result()
         assert summary.completed == 6

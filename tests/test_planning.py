@@ -47,7 +47,7 @@ LEAD = LeadBrief(
 REQ = GeneratePlanRequest(lead_id=1, telegram_id=OWNER)
 
 
-def step(i: int, delay: int, **extra: Any) -> dict[str, Any]:
+def step(i: int, delay: float, **extra: Any) -> dict[str, Any]:
     return {
         "step_id": i,
         "action_type": "email",

