@@ -533,10 +533,10 @@ class EngagementPlanWorkflow:
         return self._state
 
     @workflow.signal
-    def cancel(self, req: CancelRequest) -> None:
+    def cancel(self, req: CancelRequest | None = None) -> None:
         """Idempotent: the first cancel wins, later ones and cancels of a finished plan are no-ops."""
         if self._cancel is None and self._state.status not in TERMINAL_PLAN_STATUSES:
-            self._cancel = req
+            self._cancel = req or CancelRequest(reason="cancelled by operator")
             self._poked = True
 
     def _require_open(self) -> None:

@@ -1,0 +1,120 @@
+"""What an operator does, on the real Temporal dev server with the real `temporal` CLI:
+list plans by status, query one, cancel one with a bare signal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import time
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from storage.activity_log import ActivityLogRepository
+from storage.reminders import ReminderRepository
+from temporal_client import register_search_attributes
+from tests.conftest import TEMPORAL_CLI
+from tests.rig import OWNER, eventually, plan_rig
+from workflows import search_attributes as sa
+from workflows.engagement_plan import EngagementPlanWorkflow
+from workflows.models import PauseRequest, PlanStatus, Schedule, StepStatus
+
+pytestmark = pytest.mark.e2e
+
+ANYTIME = Schedule(
+    timezone="UTC", window_start=time(0), window_end=time(23, 59, 59), workdays_only=False
+)
+
+
+@pytest.fixture(scope="module")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=off",
+        ],
+    )
+    await register_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+async def cli(env: WorkflowEnvironment, *args: str) -> Any:
+    """Run the `temporal` CLI against the dev server; JSON output parsed."""
+    address = env.client.service_client.config.target_host
+    proc = await asyncio.create_subprocess_exec(
+        str(TEMPORAL_CLI), *args, "--address", address, "-o", "json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    text = out.decode().strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:  # newline-delimited JSON
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+async def listed(env: WorkflowEnvironment, query: str) -> list[str]:
+    rows = await cli(env, "workflow", "list", "--query", query)
+    rows = rows if isinstance(rows, list) else [rows] if rows else []
+    return [r["execution"]["workflowId"] for r in rows]
+
+
+async def test_operator_lists_queries_and_cancels_a_plan(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    async with plan_rig(dev_env.client, db_url, pool, telegram) as rig:
+        lead = await rig.new_lead()
+        handle = await rig.start(lead, approved=True, schedule=ANYTIME)
+        await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+        wid = f"lead-{lead}"
+
+        # Listed by status and by owner, and as overdue-or-due-soon by NextDueAt.
+        await eventually(lambda: _contains(dev_env, "PlanStatus='active'", wid))
+        await eventually(lambda: _contains(dev_env, f"TelegramId={OWNER} AND LeadId={lead}", wid))
+        await eventually(
+            lambda: _contains(
+                dev_env, "PlanStatus='active' AND NextDueAt < '2100-01-01T00:00:00Z'", wid
+            )
+        )
+
+        desc = await handle.describe()
+        assert desc.typed_search_attributes.get(sa.PLAN_STATUS) == "active"
+        assert await desc.static_summary() == f"Engagement plan for lead {lead}"
+        details = await cli(dev_env, "workflow", "metadata", "--workflow-id", wid)
+        assert "nudge 2" in json.dumps(details)  # current details say what it waits for
+
+        state = await cli(dev_env, "workflow", "query", "--workflow-id", wid, "--name", "state")
+        assert state["queryResult"][0]["status"] == "active"
+
+        # Paused plans drop NextDueAt and show as paused.
+        await handle.execute_update(EngagementPlanWorkflow.pause, PauseRequest())
+        await eventually(lambda: _contains(dev_env, "PlanStatus='paused'", wid))
+        paused = await handle.describe()
+        assert paused.typed_search_attributes.get(sa.NEXT_DUE_AT) is None
+        await handle.execute_update(EngagementPlanWorkflow.resume)
+
+        # A bare CLI signal cancels: rows cancelled, workflow completes normally.
+        await cli(dev_env, "workflow", "signal", "--workflow-id", wid, "--name", "cancel")
+        summary = await handle.result()
+        assert summary.status == PlanStatus.CANCELLED
+        rows = await ReminderRepository(pool).get_for_lead(lead)
+        assert {r.status.value for r in rows} == {"cancelled"}
+        log = [e.activity_type for e in await ActivityLogRepository(pool).for_lead(lead)]
+        assert log.count("plan_cancelled") == 1
+        await eventually(lambda: _contains(dev_env, "PlanStatus='cancelled'", wid))
+
+
+async def _contains(env: WorkflowEnvironment, query: str, wid: str) -> bool:
+    return wid in await listed(env, query)
