@@ -537,3 +537,103 @@ def test_recorded_history_replays() -> None:
 
     history = WorkflowHistory.from_json("lead-recorded", HISTORY_FILE.read_text())
     asyncio.run(plan_replayer().replay_workflow(history))
+
+
+async def test_enrolling_twice_never_starts_a_second_plan(
+    ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
+        lead = await rig.new_lead()
+        first = await rig.start(lead, approved=True, schedule=ANYTIME)
+        second = await rig.start(lead, approved=True, schedule=ANYTIME)
+        assert first.result_run_id == second.result_run_id
+        await rig.wait_state(first, step_is(1, StepStatus.SENT))
+        assert len(reminders_to(telegram, OWNER)) == 1
+
+
+async def test_drafted_plan_waits_for_approval(
+    ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """No steps given: the built-in planner drafts one, the owner sees it with its buttons."""
+    async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
+        lead = await rig.new_lead()
+        handle = await rig.start(lead, steps=None, schedule=ANYTIME)
+        state = await rig.wait_state(handle, lambda s: len(s.steps) >= 5 and s.revision > 0)
+        assert state.status == PlanStatus.AWAITING_APPROVAL
+        msg = await telegram.wait_for_message(OWNER, "Engagement plan")
+        assert [b.text for b in msg.buttons] == ["▶️ Start plan", "🔄 Regenerate", "🗑 Discard"]
+        await rig.assert_mirror_matches(state)
+        await advance(ts_env, timedelta(days=2))
+        assert reminders_to(telegram, OWNER) == []
+        state = await handle.execute_update(
+            EngagementPlanWorkflow.replace_plan, ReplacePlanRequest()
+        )
+        assert state.plan_version == 2 and state.status == PlanStatus.AWAITING_APPROVAL
+        await handle.execute_update(EngagementPlanWorkflow.approve)
+        await rig.wait_state(handle, step_is(1, StepStatus.SENT))
+
+
+async def test_llm_plan_and_a_refusal(
+    ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """With an OpenAI-compatible endpoint the real SDK drafts the plan; a refusal reaches the
+    owner as a clear message and the lead waits for Regenerate or Discard."""
+    from emulators.openai_server import OpenAIEmulator
+
+    async with (
+        OpenAIEmulator(api_key="sk-test") as llm,
+        plan_rig(
+            ts_env.client,
+            db_url,
+            pool,
+            telegram,
+            openai_api_key="sk-test",
+            openai_base_url=llm.base_url,
+        ) as rig,
+    ):
+        lead = await rig.new_lead()
+        handle = await rig.start(lead, steps=None, schedule=ANYTIME)
+        state = await rig.wait_state(handle, lambda s: len(s.steps) >= 5 and s.revision > 0)
+        assert "(emulated model)" in state.steps[0].description
+        assert len(llm.requests) == 1
+
+        llm.refuse("I can't help with that.")
+        other = await rig.new_lead(name="Grace Hopper")
+        refused = await rig.start(other, steps=None, schedule=ANYTIME)
+        state = await rig.wait_state(refused, lambda s: s.last_error is not None)
+        assert state.steps == [] and state.status == PlanStatus.AWAITING_APPROVAL
+        await telegram.wait_for_message(OWNER, "Could not draft a plan")
+        with pytest.raises(WorkflowUpdateFailedError):
+            await refused.execute_update(EngagementPlanWorkflow.approve)
+        state = await refused.execute_update(
+            EngagementPlanWorkflow.replace_plan, ReplacePlanRequest()
+        )
+        assert len(state.steps) >= 5 and state.last_error is None
+
+
+async def test_a_reminder_costs_two_workflow_tasks_and_one_activity(
+    ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """Hot path: timer fired → task → send activity → task → next timer. Nothing else."""
+    async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
+        lead = await rig.new_lead()
+        handle = await rig.start(lead, approved=True, schedule=ANYTIME)
+        await rig.wait_state(handle, step_reminded(1, 1))
+        await advance(ts_env, timedelta(hours=24, seconds=2))
+        await rig.wait_state(handle, step_reminded(1, 2))
+        await rig.wait_state(
+            handle, lambda s: s.next_due_at is not None and s.steps[0].reminder_count == 2
+        )
+        events = (await handle.fetch_history()).events
+        fired = max(i for i, e in enumerate(events) if e.HasField("timer_fired_event_attributes"))
+        after = events[fired:]
+        next_timer = next(
+            i for i, e in enumerate(after) if e.HasField("timer_started_event_attributes")
+        )
+        window = after[: next_timer + 1]
+        tasks = sum(e.HasField("workflow_task_completed_event_attributes") for e in window)
+        activities = sum(e.HasField("activity_task_scheduled_event_attributes") for e in window)
+        markers = sum(
+            e.HasField("marker_recorded_event_attributes") for e in window
+        )  # local activities
+        assert (tasks, activities, markers) == (2, 1, 0)
