@@ -1,0 +1,159 @@
+"""The bot process: dispatcher wiring, long polling or webhook, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from urllib.parse import urlsplit
+
+import asyncpg
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+from temporalio.client import Client
+
+from bot.middlewares import RegisterUserMiddleware
+from bot.routers import all_routers
+from bot.services import PlanService
+from settings import Settings, load_settings
+from storage.db import create_pool
+from temporal_client import connect
+
+log = logging.getLogger("leadpilot.bot")
+
+COMMANDS = [
+    BotCommand(command="add", description="Add a lead"),
+    BotCommand(command="leads", description="Your leads and their plans"),
+    BotCommand(command="settings", description="Timezone, send window, workdays"),
+    BotCommand(command="pause", description="Pause all plans [days]"),
+    BotCommand(command="resume", description="Resume all plans"),
+    BotCommand(command="cancel", description="Leave the current dialog"),
+    BotCommand(command="help", description="What I can do"),
+]
+DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
+
+
+def make_bot(settings: Settings) -> Bot:
+    """HTML by default: every text we build escapes user and LLM strings (render.clip)."""
+    base = settings.telegram_api_base
+    session = AiohttpSession(api=TelegramAPIServer.from_base(base)) if base else None
+    return Bot(
+        settings.telegram_bot_token,
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def build_dispatcher(pool: asyncpg.Pool, temporal_client: Client, settings: Settings) -> Dispatcher:
+    """Routers, middleware and dependencies (injected into handlers by parameter name).
+
+    FSM state lives in memory: only the /add dialog uses it, and losing a half-typed
+    lead on restart is acceptable; several bot copies would need a Redis storage.
+    """
+    dp = Dispatcher(
+        storage=MemoryStorage(),
+        pool=pool,
+        temporal=temporal_client,
+        settings=settings,
+        plans=PlanService(temporal_client, pool, settings),
+    )
+    registration = RegisterUserMiddleware(pool)
+    dp.message.outer_middleware(registration)
+    dp.callback_query.outer_middleware(registration)
+    dp.include_routers(*all_routers())
+
+    @dp.startup()
+    async def set_commands(bot: Bot) -> None:
+        await bot.set_my_commands(COMMANDS)
+
+    return dp
+
+
+def webhook_path(settings: Settings) -> str:
+    if settings.webhook_url:
+        path = urlsplit(settings.webhook_url).path
+        if path and path != "/":
+            return path
+    return DEFAULT_WEBHOOK_PATH
+
+
+def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings) -> web.Application:
+    """aiohttp app serving Telegram's webhook; the secret token header is required.
+
+    aiogram's SimpleRequestHandler compares it with secrets.compare_digest (constant
+    time) and answers 401 on a mismatch.
+    """
+    if not settings.webhook_secret:
+        raise ValueError("webhook mode needs WEBHOOK_SECRET")
+    app = web.Application()
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=settings.webhook_secret).register(
+        app, path=webhook_path(settings)
+    )
+    setup_application(app, dp, bot=bot)
+    return app
+
+
+async def _serve_webhook(dp: Dispatcher, bot: Bot, settings: Settings, stop: asyncio.Event) -> None:
+    assert settings.webhook_url is not None
+    app = build_webhook_app(dp, bot, settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+    await site.start()
+    await bot.set_webhook(
+        settings.webhook_url,
+        secret_token=settings.webhook_secret,
+        allowed_updates=dp.resolve_used_update_types(),
+    )
+    log.info("webhook listening on %s:%s", settings.webhook_host, settings.webhook_port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()  # runs the dispatcher's shutdown hooks
+
+
+async def run_bot(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM; in-flight updates finish before the process exits."""
+    if settings.bot_mode == "webhook" and not (settings.webhook_url and settings.webhook_secret):
+        sys.exit("leadpilot: webhook mode needs WEBHOOK_URL and WEBHOOK_SECRET")
+    temporal_client = await connect(settings.temporal_address, settings.temporal_namespace)
+    pool = await create_pool(settings.database_url)
+    bot = make_bot(settings)
+    dp = build_dispatcher(pool, temporal_client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if settings.bot_mode == "webhook":
+            await _serve_webhook(dp, bot, settings, stop)
+        else:
+            await bot.delete_webhook()
+            polling = asyncio.create_task(
+                dp.start_polling(bot, handle_signals=False, close_bot_session=False)
+            )
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({polling, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not polling.done():
+                await dp.stop_polling()
+            stopper.cancel()
+            await polling
+    finally:
+        await bot.session.close()
+        await pool.close()
+        log.info("bot stopped")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(run_bot(load_settings()))

@@ -1,0 +1,35 @@
+"""/start, /help and /cancel: registration happens in the middleware, here we greet."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command, CommandStart, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import Message
+
+from bot.texts import HELP
+
+
+async def start(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer("👋 Welcome! You're registered.\n\n" + HELP)
+
+
+async def help_(message: Message) -> None:
+    await message.answer(HELP)
+
+
+async def cancel(message: Message, state: FSMContext) -> None:
+    """Leaves any dialog at any step; harmless outside one."""
+    had_dialog = await state.get_state() is not None
+    await state.clear()
+    await message.answer("Cancelled." if had_dialog else "Nothing to cancel.")
+
+
+def make_router() -> Router:
+    """A fresh router per dispatcher (a router can belong to one parent only)."""
+    router = Router(name="start")
+    router.message(CommandStart())(start)
+    router.message(Command("help"))(help_)
+    router.message(Command("cancel"), StateFilter("*"))(cancel)
+    return router

@@ -1,0 +1,169 @@
+"""Bot-only message texts. HTML; every user- or LLM-supplied string goes through `clip`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from storage.models import Lead, User
+from telegram_ui.render import MESSAGE_LIMIT, STATUS_MARK, clip, lead_label
+from workflows.models import PlanState, PlanStatus, StepState, StepStatus
+
+HELP = (
+    "<b>LeadPilot</b> keeps your follow-ups on track.\n\n"
+    "/add — add a lead (or just send or forward me a message about them)\n"
+    "/leads — your leads, their plans and what is due\n"
+    "/settings — timezone, send window, workdays\n"
+    "/timezone Europe/Berlin · /window 09:00-18:00 · /workdays on|off\n"
+    "/pause [days] · /resume — a vacation for all plans\n"
+    "/cancel — leave the current dialog"
+)
+
+PLAN_STATUS_LABEL = {
+    PlanStatus.AWAITING_APPROVAL: "📝 awaiting approval",
+    PlanStatus.ACTIVE: "▶️ active",
+    PlanStatus.PAUSED: "⏸ paused",
+    PlanStatus.BLOCKED: "⚠️ blocked",
+    PlanStatus.COMPLETED: "🏁 completed",
+    PlanStatus.CANCELLED: "🛑 stopped",
+}
+
+NOT_YOURS = "That lead isn't yours."
+
+
+def when(moment: datetime | None, tz: str) -> str:
+    """A due time in the owner's timezone, e.g. "Tue 02 Dec 09:00"."""
+    if moment is None:
+        return "—"
+    return moment.astimezone(ZoneInfo(tz)).strftime("%a %d %b %H:%M")
+
+
+def due_phrase(step: StepState, now: datetime, day_seconds: int) -> str:
+    """ "due in 3 days", "due today" or "❗ overdue" in plan days (compressed in demos)."""
+    if step.due_at is None:
+        return "not scheduled"
+    left = (step.due_at - now).total_seconds()
+    if step.status == StepStatus.SENT or left < 0:
+        return "❗ overdue"
+    n = int(left // day_seconds)
+    if n == 0:
+        return "due today"
+    return f"due in {n} day" + ("" if n == 1 else "s")
+
+
+def step_line(state: PlanState, step: StepState) -> str:
+    return f"step {state.position(step.step_id)} of {len(state.steps)}"
+
+
+def next_phrase(state: PlanState) -> str:
+    """What comes next after an owner action, for the edited reminder."""
+    if state.status == PlanStatus.COMPLETED:
+        return "That was the last step — plan complete 🎉"
+    if state.status == PlanStatus.CANCELLED:
+        return "Plan stopped."
+    cur = state.current
+    if cur is None:
+        return "Nothing else is scheduled."
+    text = f"Next: {step_line(state, cur)} on {when(cur.due_at, state.schedule.timezone)}"
+    if state.status == PlanStatus.PAUSED:
+        text += " (plan paused)"
+    return text
+
+
+def reminder_outcome(
+    lead: Lead, state: PlanState, step_id: int, outcome: str, *, show_next: bool = True
+) -> str:
+    """The reminder after an action: which step, what happened, what comes next."""
+    step = state.step(step_id)
+    head = f"<b>{lead_label(lead.prospect_name, lead.prospect_company)}</b>"
+    lines = [head]
+    if step is not None:
+        lines.append(
+            f"Step {state.position(step_id)} of {len(state.steps)} · "
+            f"{clip(step.action_type, 32)} — {clip(step.description, 400)}"
+        )
+    lines += ["", outcome]
+    if show_next:
+        lines.append(next_phrase(state))
+    return "\n".join(lines)
+
+
+def lead_line(n: int, lead: Lead, state: PlanState | None, now: datetime, day_seconds: int) -> str:
+    label = lead_label(lead.prospect_name, lead.prospect_company)
+    parts = [f"{n}. <b>{label}</b> · {lead.status.value}"]
+    if state is None:
+        parts.append("no plan")
+    else:
+        parts.append(PLAN_STATUS_LABEL[state.status])
+        cur = state.current
+        if cur is not None and state.status in (PlanStatus.ACTIVE, PlanStatus.PAUSED):
+            parts.append(f"next: {step_line(state, cur)} {due_phrase(cur, now, day_seconds)}")
+    return " · ".join(parts)
+
+
+def leads_page(
+    leads: list[tuple[Lead, PlanState | None]],
+    page: int,
+    pages: int,
+    page_size: int,
+    day_seconds: int,
+) -> str:
+    if not leads:
+        return "You have no leads yet. Send /add to add one."
+    now = datetime.now(UTC)
+    lines = [f"📇 <b>Your leads</b> (page {page + 1} of {pages})", ""]
+    lines += [
+        lead_line(page * page_size + i, lead, state, now, day_seconds)
+        for i, (lead, state) in enumerate(leads, 1)
+    ]
+    return "\n".join(lines)
+
+
+def lead_detail(lead: Lead, state: PlanState | None, day_seconds: int) -> str:
+    """The lead with its plan timeline: ✅ done, ⏭ skipped, due in N days, ❗ overdue."""
+    lines = [f"👤 <b>{lead_label(lead.prospect_name, lead.prospect_company)}</b>"]
+    if lead.prospect_title:
+        lines.append(clip(lead.prospect_title, 100))
+    lines.append(f"Status: <b>{lead.status.value}</b>")
+    if lead.original_context:
+        lines.append(f"<i>{clip(lead.original_context, 300)}</i>")
+    lines.append("")
+    if state is None:
+        lines.append("No plan is running for this lead.")
+        return "\n".join(lines)
+    tz = state.schedule.timezone
+    lines.append(f"Plan v{state.plan_version}: {PLAN_STATUS_LABEL[state.status]}")
+    if state.status == PlanStatus.PAUSED and state.paused_until is not None:
+        lines.append(f"Paused until {when(state.paused_until, tz)}")
+    if state.blocked_reason:
+        lines.append(f"⚠️ {clip(state.blocked_reason, 200)}")
+    now = datetime.now(UTC)
+    for pos, step in enumerate(state.steps, 1):
+        desc = f"{pos}. {clip(step.action_type, 32)} — {clip(step.description, 120)}"
+        if step.status in (StepStatus.PENDING, StepStatus.SENT) and state.status not in (
+            PlanStatus.AWAITING_APPROVAL,
+        ):
+            if step.step_id == state.current_step_id:
+                mark = "🔔" if step.status == StepStatus.SENT else "⏳"
+                desc = f"{mark} {desc} · {due_phrase(step, now, day_seconds)} ({when(step.due_at, tz)})"
+            else:
+                desc = f"• {desc} · {due_phrase(step, now, day_seconds)}"
+        else:
+            desc = f"{STATUS_MARK[step.status]} {desc}"
+        lines.append(desc)
+    return "\n".join(lines)[:MESSAGE_LIMIT]
+
+
+def settings_text(user: User) -> str:
+    return (
+        "⚙️ <b>Settings</b>\n"
+        f"Timezone: <b>{clip(user.timezone, 64)}</b>\n"
+        f"Send window: <b>{user.window_start:%H:%M}–{user.window_end:%H:%M}</b>\n"
+        f"Workdays only: <b>{'on' if user.workdays_only else 'off'}</b>\n"
+        + (
+            f"Paused until: <b>{when(user.paused_until, user.timezone)}</b>\n"
+            if user.paused_until
+            else ""
+        )
+        + "\nChange with /timezone Europe/Berlin, /window 09:00-18:00, /workdays on|off."
+    )

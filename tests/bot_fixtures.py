@@ -1,0 +1,121 @@
+"""A running bot for tests: the real dispatcher long-polling the Telegram emulator over
+HTTP, real workers (tests/rig.py), the Temporal dev server and embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from bot.app import build_dispatcher, make_bot
+from emulators.telegram import Message
+from settings import Settings
+from storage.leads import LeadRepository
+from temporal_client import PlanHandle, plan_handle, register_search_attributes
+from tests.conftest import TEMPORAL_CLI
+from tests.rig import PlanRig, plan_rig
+from workflows.models import PlanState
+
+
+@pytest.fixture(scope="module")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One Temporal dev server per test module: starting one costs seconds."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=off",
+        ],
+    )
+    await register_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+class BotStack:
+    """What a test drives: the emulator (as users), and the pool/client to check results."""
+
+    def __init__(self, rig: PlanRig, settings: Settings) -> None:
+        self.rig = rig
+        self.telegram: Any = rig.telegram
+        self.pool: asyncpg.Pool = rig.pool
+        self.client: Client = rig.client
+        self.settings = settings
+
+    async def say(self, user: int, text: str, expect: str, timeout: float = 10.0) -> Message:
+        """The user types `text`; returns the bot's next message containing `expect`."""
+        mark = self.telegram.call_count
+        self.telegram.user_says(user, text)
+        msg: Message = await self.telegram.wait_for_message(
+            user, expect, timeout=timeout, since=mark
+        )
+        return msg
+
+    async def add_lead(
+        self, user: int, name: str = "Ada Lovelace", company: str = "Analytical Engines"
+    ) -> tuple[int, Message]:
+        """/add dialog end to end; returns the lead id and the plan message the workflow sent."""
+        mark = self.telegram.call_count
+        await self.say(user, "/add", "Send their name")
+        await self.say(user, name, "Company of")
+        await self.say(user, company, "What do you know")
+        await self.say(user, "Met at the conference & wants a demo", "Drafting a plan for")
+        plan: Message = await self.telegram.wait_for_message(
+            user, "Engagement plan", timeout=20, since=mark
+        )
+        leads = await LeadRepository(self.pool).list_for_owner(user)
+        return leads[0].id, plan
+
+    async def tap(self, user: int, message: Message, button: str) -> str:
+        """Press a button by its label; returns the callback answer text."""
+        qid = self.telegram.press_button(user, message.message_id, button)
+        answer = await self.telegram.wait_answered(qid, timeout=15)
+        return str(answer.text or "")
+
+    def handle(self, lead_id: int) -> PlanHandle:
+        return plan_handle(self.client, lead_id)
+
+    async def state(self, lead_id: int) -> PlanState:
+        return await self.handle(lead_id).query("state", result_type=PlanState)
+
+
+@asynccontextmanager
+async def bot_stack(
+    env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any, day_seconds: int
+) -> AsyncIterator[BotStack]:
+    settings = Settings(
+        database_url=db_url,
+        telegram_bot_token=telegram.token,
+        telegram_api_base=telegram.base_url,
+        day_seconds=day_seconds,
+    )
+    async with plan_rig(env.client, db_url, pool, telegram, day_seconds=day_seconds) as rig:
+        bot = make_bot(settings)
+        dp = build_dispatcher(pool, env.client, settings)
+        polling = asyncio.create_task(
+            dp.start_polling(bot, handle_signals=False, close_bot_session=False, polling_timeout=1)
+        )
+        try:
+            yield BotStack(rig, settings)
+        finally:
+            with contextlib.suppress(RuntimeError):
+                await dp.stop_polling()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(polling, 10)
+            await bot.session.close()
+            # Lead ids restart in every test database: end this test's plans so the
+            # next test's lead-1 starts fresh instead of reusing a running workflow.
+            for row in await pool.fetch("SELECT id FROM lead_registry"):
+                with contextlib.suppress(Exception):
+                    await plan_handle(env.client, row["id"]).terminate("test over")

@@ -1,0 +1,227 @@
+"""The bot end to end: the real aiogram dispatcher long-polling the Telegram emulator,
+real workers, the Temporal dev server and embedded PostgreSQL (issue 3's scenarios)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from temporalio.testing import WorkflowEnvironment
+
+from bot.app import build_dispatcher, build_webhook_app, make_bot
+from settings import Settings
+from storage.activity_log import ActivityLogRepository
+from storage.leads import LeadRepository
+from storage.models import LeadStatus, ReminderStatus
+from storage.reminders import ReminderRepository
+from storage.users import UserRepository
+from telegram_ui.callbacks import StepAct, StepCallback
+from tests.bot_fixtures import BotStack, bot_stack, dev_env
+from tests.rig import eventually
+from workflows.models import PlanStatus, StepStatus
+
+__all__ = ["dev_env"]  # the module-scoped dev server fixture, shared by this module's tests
+
+ALICE = 1001
+BOB = 2002
+
+
+@pytest.fixture
+async def fast(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> AsyncIterator[BotStack]:
+    """A plan day of 2 s: step 1 is due on approval, step 2 four seconds after step 1."""
+    async with bot_stack(dev_env, db_url, pool, telegram, day_seconds=2) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def slow(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> AsyncIterator[BotStack]:
+    """A plan day of 60 s: step 1 is due on approval, nothing else happens by itself."""
+    async with bot_stack(dev_env, db_url, pool, telegram, day_seconds=60) as stack:
+        yield stack
+
+
+async def started_plan(stack: BotStack, user: int) -> tuple[int, Any]:
+    """/start, /add, Start plan; returns the lead id and the step 1 reminder."""
+    await stack.say(user, "/start", "Welcome")
+    lead_id, plan = await stack.add_lead(user)
+    mark = stack.telegram.call_count
+    assert "Plan started" in await stack.tap(user, plan, "Start plan")
+    assert "Plan started" in stack.telegram.message(user, plan.message_id).text
+    step1 = await stack.telegram.wait_for_message(user, "Step 1 of 6", timeout=15, since=mark)
+    return lead_id, step1
+
+
+@pytest.mark.e2e
+async def test_salesperson_runs_a_plan_from_telegram(fast: BotStack) -> None:
+    tg = fast.telegram
+    lead_id, step1 = await started_plan(fast, ALICE)
+    assert [b.text for b in step1.buttons][:2] == ["✅ Done", "⏭ Skip"]
+
+    mark = tg.call_count
+    assert "done" in (await fast.tap(ALICE, step1, "Done")).lower()
+    edited = tg.message(ALICE, step1.message_id)
+    assert edited.edited and "✅ Done." in edited.text and "Next: step 2 of 6" in edited.text
+    assert edited.buttons == []
+    state = await fast.state(lead_id)
+    assert state.steps[0].status == StepStatus.COMPLETED and state.current_step_id == 2
+
+    step2 = await tg.wait_for_message(ALICE, "Step 2 of 6", timeout=15, since=mark)
+    mark = tg.call_count
+    assert "Snoozed 1 day" in await fast.tap(ALICE, step2, "Snooze 1d")
+    assert "💤 Snoozed 1 day." in tg.message(ALICE, step2.message_id).text
+    state = await fast.state(lead_id)
+    assert state.current_step_id == 2 and state.steps[1].snooze_count == 1
+
+    again = await tg.wait_for_message(ALICE, "Step 2 of 6", timeout=15, since=mark)
+    mark = tg.call_count
+    assert "Skipped" in await fast.tap(ALICE, again, "Skip")
+    assert "⏭ Skipped." in tg.message(ALICE, again.message_id).text
+    assert "Next: step 3 of 6" in tg.message(ALICE, again.message_id).text
+
+    step3 = await tg.wait_for_message(ALICE, "Step 3 of 6", timeout=20, since=mark)
+    assert "stopped" in (await fast.tap(ALICE, step3, "Stop plan")).lower()
+    assert "Plan stopped" in tg.message(ALICE, step3.message_id).text
+
+    summary = await fast.handle(lead_id).result()
+    assert summary.status == PlanStatus.CANCELLED
+    assert (summary.completed, summary.skipped) == (1, 1)
+    state = await fast.state(lead_id)
+    assert [s.status for s in state.steps] == [
+        StepStatus.COMPLETED,
+        StepStatus.SKIPPED,
+        *[StepStatus.CANCELLED] * 4,
+    ]
+    rows = await eventually(
+        lambda: _rows_if(fast.pool, lead_id, lambda r: r[-1].status == ReminderStatus.CANCELLED)
+    )
+    assert [r.status for r in rows] == [s.status.value for s in state.steps]
+    assert rows[1].snooze_count == 1
+    assert tg.unanswered_queries() == []
+
+
+async def _rows_if(pool: asyncpg.Pool, lead_id: int, ok: Any) -> Any:
+    rows = await ReminderRepository(pool).get_for_lead(lead_id)
+    return rows if rows and ok(rows) else None
+
+
+@pytest.mark.e2e
+async def test_foreign_replay_and_double_tap(slow: BotStack) -> None:
+    tg = slow.telegram
+    lead_id, step1 = await started_plan(slow, ALICE)
+    done = step1.button("Done").callback_data
+    stop = StepCallback(act=StepAct.STOP_PLAN, lead_id=lead_id, version=1, step_id=1).pack()
+
+    # Bob replays Alice's buttons (and a forged stop) from his own chat: nothing changes.
+    await slow.say(BOB, "/start", "Welcome")
+    for data in (done, stop):
+        answer = await tg.wait_answered(tg.press(BOB, step1.message_id, data))
+        assert answer.text == "That lead isn't yours." and answer.show_alert
+    state = await slow.state(lead_id)
+    assert state.status == PlanStatus.ACTIVE and state.steps[0].status == StepStatus.SENT
+    assert not tg.message(ALICE, step1.message_id).edited
+
+    # Alice double-taps Done: one state change, the second tap is "Already handled".
+    first = tg.press_button(ALICE, step1.message_id, "Done")
+    second = tg.press_button(ALICE, step1.message_id, "Done")
+    answers = sorted(
+        [str((await tg.wait_answered(q, timeout=15)).text) for q in (first, second)]
+    )
+    assert answers[0].startswith("Already handled"), answers
+    assert answers[1].startswith("Marked done"), answers
+    state = await slow.state(lead_id)
+    assert state.steps[0].status == StepStatus.COMPLETED
+    assert state.current_step_id == 2 and state.steps[1].status == StepStatus.PENDING
+    log = await ActivityLogRepository(slow.pool).for_lead(lead_id)
+    assert [e.activity_type for e in log].count("step_completed") == 1
+    assert tg.unanswered_queries() == []
+
+
+@pytest.mark.e2e
+async def test_closed_won_from_lead_detail_cancels_the_plan(slow: BotStack) -> None:
+    tg = slow.telegram
+    lead_id, _ = await started_plan(slow, ALICE)
+
+    listing = await slow.say(ALICE, "/leads", "Your leads")
+    assert "Ada Lovelace" in listing.text and "active" in listing.text
+    await slow.tap(ALICE, listing, "Ada Lovelace")
+    detail = tg.message(ALICE, listing.message_id)
+    assert "Plan v1" in detail.text and "due" in detail.text
+    await slow.tap(ALICE, detail, "Change status")
+    answer = await slow.tap(ALICE, tg.message(ALICE, listing.message_id), "closed_won")
+    assert "closed_won" in answer
+
+    summary = await slow.handle(lead_id).result()
+    assert summary.status == PlanStatus.CANCELLED and summary.reason == "lead closed_won"
+    lead = await LeadRepository(slow.pool).get(lead_id)
+    assert lead is not None and lead.status == LeadStatus.CLOSED_WON
+    rows = await eventually(
+        lambda: _rows_if(
+            slow.pool, lead_id, lambda r: all(x.status == ReminderStatus.CANCELLED for x in r)
+        )
+    )
+    assert len(rows) == 6
+    log = await ActivityLogRepository(slow.pool).for_lead(lead_id)
+    change = next(e for e in log if e.activity_type == "status_change")
+    assert change.metadata == {"from": "analyzed", "to": "closed_won"}
+    assert "stopped" in tg.message(ALICE, listing.message_id).text
+    assert tg.unanswered_queries() == []
+
+
+@pytest.mark.e2e
+async def test_invalid_timezone_changes_nothing(slow: BotStack) -> None:
+    await slow.say(ALICE, "/start", "Welcome")
+    users = UserRepository(slow.pool)
+    before = await users.get(ALICE)
+    reply = await slow.say(ALICE, "/timezone Mars/Base", "Nothing was changed")
+    assert "unknown timezone" in reply.text and "Europe/Berlin" in reply.text
+    assert await users.get(ALICE) == before
+    reply = await slow.say(ALICE, "/window 18:00-09:00", "Nothing was changed")
+    assert await users.get(ALICE) == before
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_webhook_requires_the_secret_token(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    port = _free_port()
+    settings = Settings(
+        database_url=db_url,
+        telegram_bot_token=telegram.token,
+        telegram_api_base=telegram.base_url,
+        bot_mode="webhook",
+        webhook_url=f"http://127.0.0.1:{port}/telegram/webhook",
+        webhook_secret="s3cret-token",
+    )
+    bot = make_bot(settings)
+    app = build_webhook_app(build_dispatcher(pool, dev_env.client, settings), bot, settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        url = settings.webhook_url
+        assert url is not None
+        telegram.user_says(ALICE, "/help")
+        assert await telegram.post_update_to(url) == 401
+        assert await telegram.post_update_to(url, "wrong-token") == 401
+        assert telegram.sent(ALICE) == []
+        assert await telegram.post_update_to(url, "s3cret-token") == 200
+        await telegram.wait_for_message(ALICE, "/leads")
+        assert await UserRepository(pool).get(ALICE) is not None
+    finally:
+        await runner.cleanup()
+        await bot.session.close()
+    await asyncio.sleep(0)
