@@ -132,9 +132,7 @@ async def test_foreign_replay_and_double_tap(slow: BotStack) -> None:
     # Alice double-taps Done: one state change, the second tap is "Already handled".
     first = tg.press_button(ALICE, step1.message_id, "Done")
     second = tg.press_button(ALICE, step1.message_id, "Done")
-    answers = sorted(
-        [str((await tg.wait_answered(q, timeout=15)).text) for q in (first, second)]
-    )
+    answers = sorted([str((await tg.wait_answered(q, timeout=15)).text) for q in (first, second)])
     assert answers[0].startswith("Already handled"), answers
     assert answers[1].startswith("Marked done"), answers
     state = await slow.state(lead_id)
@@ -225,3 +223,92 @@ async def test_webhook_requires_the_secret_token(
         await runner.cleanup()
         await bot.session.close()
     await asyncio.sleep(0)
+
+
+@pytest.mark.e2e
+async def test_settings_and_vacation_apply_to_running_plans(slow: BotStack) -> None:
+    lead_id, _ = await started_plan(slow, ALICE)
+    users = UserRepository(slow.pool)
+
+    reply = await slow.say(ALICE, "/timezone Europe/Berlin", "Saved")
+    assert "Applied to 1 running plan" in reply.text
+    await slow.say(ALICE, "/window 10:00-17:30", "Saved")
+    reply = await slow.say(ALICE, "/workdays off", "Saved")
+    assert "10:00–17:30" in reply.text and "Workdays only: off" in reply.text
+    user = await users.get(ALICE)
+    assert user is not None and user.timezone == "Europe/Berlin" and not user.workdays_only
+    schedule = (await slow.state(lead_id)).schedule
+    assert (schedule.timezone, schedule.window_start.hour, schedule.workdays_only) == (
+        "Europe/Berlin",
+        10,
+        False,
+    )
+    assert "Europe/Berlin" in (await slow.say(ALICE, "/settings", "Settings")).text
+
+    assert "Paused 1 plan" in (await slow.say(ALICE, "/pause 3", "Paused")).text
+    state = await slow.state(lead_id)
+    assert state.status == PlanStatus.PAUSED and state.paused_until is not None
+    user = await users.get(ALICE)
+    assert user is not None and user.paused_until is not None
+    assert "Resumed 1 plan" in (await slow.say(ALICE, "/resume", "Resumed")).text
+    assert (await slow.state(lead_id)).status == PlanStatus.ACTIVE
+    user = await users.get(ALICE)
+    assert user is not None and user.paused_until is None
+
+
+@pytest.mark.e2e
+async def test_forwarded_message_becomes_a_lead_and_dialogs_cancel(slow: BotStack) -> None:
+    tg = slow.telegram
+    mark = tg.call_count
+    tg.forward(ALICE, "Can you send me pricing?", origin_user_id=555, origin_name="Grace Hopper")
+    offer = await tg.wait_for_message(
+        ALICE, "Make a lead of this message from Grace Hopper", since=mark
+    )
+    await slow.tap(ALICE, offer, "Yes")
+    plan = await tg.wait_for_message(
+        ALICE, "Engagement plan for Grace Hopper", timeout=20, since=mark
+    )
+    [lead] = await LeadRepository(slow.pool).list_for_owner(ALICE)
+    assert lead.original_context == "Can you send me pricing?"
+
+    # Regenerate: a new draft arrives, the old one's buttons are stale.
+    old_start = plan.button("Start plan").callback_data
+    mark = tg.call_count
+    assert "Drafting" in await slow.tap(ALICE, plan, "Regenerate")
+    await tg.wait_for_message(ALICE, "Engagement plan for Grace Hopper", timeout=20, since=mark)
+    assert "Drafting a new plan" in tg.message(ALICE, plan.message_id).text
+    stale = await tg.wait_answered(tg.press(ALICE, plan.message_id, old_start))
+    assert stale.text == "Already handled: this plan was replaced"
+    assert (await slow.state(lead.id)).plan_version == 2
+
+    # Discard the new draft: the plan ends cancelled.
+    newest = tg.last_sent(ALICE)
+    assert "Discarded" in await slow.tap(ALICE, newest, "Discard")
+    summary = await slow.handle(lead.id).result()
+    assert summary.status == PlanStatus.CANCELLED
+
+    # A plain text asks for the name; /cancel leaves that dialog, and /add's too.
+    offer = await slow.say(ALICE, "Bob from Acme wants a demo", "Make a lead of this?")
+    await slow.tap(ALICE, offer, "Yes")
+    assert "Who is the lead" in tg.message(ALICE, offer.message_id).text
+    await slow.say(ALICE, "/cancel", "Cancelled.")
+    await slow.say(ALICE, "/add", "Send their name")
+    await slow.say(ALICE, "Bob", "Company of Bob")
+    await slow.say(ALICE, "/cancel", "Cancelled.")
+    assert await LeadRepository(slow.pool).count_for_owner(ALICE) == 1
+    assert tg.unanswered_queries() == []
+
+
+@pytest.mark.e2e
+async def test_leads_list_is_paginated(slow: BotStack) -> None:
+    repo = LeadRepository(slow.pool)
+    await slow.say(ALICE, "/start", "Welcome")
+    for i in range(7):
+        await repo.create(telegram_id=ALICE, prospect_name=f"Lead <{i}> & co")
+    first = await slow.say(ALICE, "/leads", "Your leads")
+    assert "page 1 of 2" in first.text and "Lead <6> & co" in first.text
+    assert "no plan" in first.text
+    await slow.tap(ALICE, first, "Next")
+    second = slow.telegram.message(ALICE, first.message_id)
+    assert "page 2 of 2" in second.text and "Lead <0> & co" in second.text
+    assert (await slow.say(BOB, "/leads", "no leads")).text.startswith("You have no leads")

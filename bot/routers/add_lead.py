@@ -174,22 +174,23 @@ async def offer_accepted(
     if not text:
         await query.answer("That offer has expired; send the text again or use /add.")
         return
-    await query.answer()
     name = data.get("pending_name")
     await state.clear()
     if name:
         await edit(query, f"📥 Making a lead of {clip(name, 80)}.")
+        await query.answer()
         await create_lead(bot, query.from_user.id, user, pool, plans, name[:NAME_MAX], None, text)
         return
     await state.update_data(context=text)
     await state.set_state(AddLead.name)
     await edit(query, "📥 OK. Who is the lead? Send their name. (/cancel to stop)")
+    await query.answer()
 
 
 async def offer_declined(query: CallbackQuery, state: FSMContext) -> None:
     await state.clear()
-    await query.answer()
     await edit(query, "OK, I'll leave it. Send /help to see what I can do.")
+    await query.answer()
 
 
 def make_router() -> Router:
