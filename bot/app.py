@@ -120,18 +120,25 @@ async def _serve_webhook(dp: Dispatcher, bot: Bot, settings: Settings, stop: asy
         await runner.cleanup()  # runs the dispatcher's shutdown hooks
 
 
-async def run_bot(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM; in-flight updates finish before the process exits."""
+async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or until `stop` is set, for embedding and tests).
+
+    Shutdown is graceful: polling stops taking updates, handlers in flight finish, then
+    the HTTP session and the pool close.
+    """
     if settings.bot_mode == "webhook" and not (settings.webhook_url and settings.webhook_secret):
         sys.exit("leadpilot: webhook mode needs WEBHOOK_URL and WEBHOOK_SECRET")
     temporal_client = await connect(settings.temporal_address, settings.temporal_namespace)
     pool = await create_pool(settings.database_url)
     bot = make_bot(settings)
     dp = build_dispatcher(pool, temporal_client, settings)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    signals: list[signal.Signals] = []
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+            signals.append(sig)
     try:
         if settings.bot_mode == "webhook":
             await _serve_webhook(dp, bot, settings, stop)
@@ -147,6 +154,8 @@ async def run_bot(settings: Settings) -> None:
             stopper.cancel()
             await polling
     finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         await bot.session.close()
         await pool.close()
         log.info("bot stopped")

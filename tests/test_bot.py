@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from temporalio.testing import WorkflowEnvironment
 
-from bot.app import build_dispatcher, build_webhook_app, make_bot
+from bot.app import build_dispatcher, build_webhook_app, make_bot, run_bot
 from settings import Settings
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
@@ -312,3 +312,35 @@ async def test_leads_list_is_paginated(slow: BotStack) -> None:
     second = slow.telegram.message(ALICE, first.message_id)
     assert "page 2 of 2" in second.text and "Lead <0> & co" in second.text
     assert (await slow.say(BOB, "/leads", "no leads")).text.startswith("You have no leads")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_run_bot_serves_and_stops_gracefully(
+    mode: str, dev_env: WorkflowEnvironment, db_url: str, telegram: Any
+) -> None:
+    """The process entry point: commands menu set, updates handled, clean stop."""
+    port = _free_port()
+    settings = Settings(
+        database_url=db_url,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        telegram_bot_token=telegram.token,
+        telegram_api_base=telegram.base_url,
+        bot_mode=mode,  # type: ignore[arg-type]
+        webhook_url=f"http://127.0.0.1:{port}/hook",
+        webhook_secret="another-secret",
+        webhook_host="127.0.0.1",
+        webhook_port=port,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_bot(settings, stop))
+    try:
+        telegram.user_says(ALICE, "/start")
+        await telegram.wait_for_message(ALICE, "Welcome", timeout=15)
+        assert "leads" in [c["command"] for c in telegram.commands()]
+        if mode == "webhook":
+            assert telegram.webhook.url == settings.webhook_url
+            assert telegram.webhook_deliveries[-1].status == 200
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
