@@ -765,6 +765,7 @@ class TelegramEmulator:
         self._closing = False
         self._runner: web.AppRunner | None = None
         self._webhook_task: asyncio.Task[None] | None = None
+        self._app_hooks: list[Callable[[web.Application], None]] = []
         self.host: str | None = None
         self.port: int | None = None
 
@@ -816,6 +817,8 @@ class TelegramEmulator:
             raise RuntimeError("emulator already started")
         app = web.Application(client_max_size=50 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_http)
+        for hook in self._app_hooks:
+            hook(app)
         # handler_cancellation: a poller that hangs up must not keep a long-poll open.
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
         await runner.setup()
@@ -828,6 +831,16 @@ class TelegramEmulator:
         if self.webhook.url:
             self._ensure_webhook_task()
         return self.base_url
+
+    def add_app_hook(self, hook: Callable[[web.Application], None]) -> None:
+        """Run ``hook(app)`` on the server's aiohttp app at every ``start()``.
+
+        Why: extra pages (the web chat) can share the emulator's port; a fresh app is built
+        on each start, and aiohttp freezes routes once serving, so hooks must come first.
+        """
+        if self._runner is not None:
+            raise RuntimeError("add app hooks before start()")
+        self._app_hooks.append(hook)
 
     async def stop(self) -> None:
         """Stop listening; pending long-polls return empty first so shutdown is quick."""
