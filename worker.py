@@ -13,8 +13,11 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from activities.metrics import LATENESS_BUCKETS
 from activities.mirror import MirrorActivities
 from activities.planning import LeadBrief, PlanningActivities, make_openai_client
 from activities.telegram import TelegramActivities
@@ -27,6 +30,7 @@ from workflows.engagement_plan import (
     TELEGRAM_TASK_QUEUE,
     EngagementPlanWorkflow,
 )
+from workflows.models import PlanStatus
 from workflows.sandbox import workflow_runner
 
 log = logging.getLogger("leadpilot.worker")
@@ -75,16 +79,47 @@ def create_workers(
     ]
 
 
+def metrics_runtime(port: int) -> Runtime:
+    """SDK runtime metrics and ours (activities/metrics.py) on one Prometheus endpoint."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"0.0.0.0:{port}",
+                durations_as_seconds=True,
+                histogram_bucket_overrides={"leadpilot_reminder_lateness": LATENESS_BUCKETS},
+            )
+        )
+    )
+
+
+async def report_plan_counts(client: Client, runtime: Runtime, every: float = 30.0) -> None:
+    """Gauge `leadpilot_plans{status=…}` from Temporal visibility (the plans' own truth)."""
+    gauge = runtime.metric_meter.create_gauge("leadpilot_plans", "Plan workflows by PlanStatus")
+    while True:
+        for status in PlanStatus:
+            try:
+                found = await client.count_workflows(f"PlanStatus='{status.value}'")
+            except RPCError as err:
+                log.warning("cannot count %s plans: %s", status.value, err)
+                continue
+            gauge.set(found.count, {"status": status.value})
+        await asyncio.sleep(every)
+
+
 @asynccontextmanager
 async def running_workers(settings: Settings) -> AsyncIterator[None]:
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    runtime = metrics_runtime(settings.metrics_port) if settings.metrics_port else None
+    client = await connect(settings.temporal_address, settings.temporal_namespace, runtime)
     pool = await create_pool(settings.database_url)
     bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
     workers = create_workers(client, pool, bot, settings)
     tasks = [asyncio.create_task(w.run()) for w in workers]
+    counting = runtime and asyncio.create_task(report_plan_counts(client, runtime))
     try:
         yield
     finally:
+        if counting:
+            counting.cancel()
         # Graceful: stop polling, let running activities finish.
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -13,18 +13,31 @@ from datetime import datetime, timedelta
 import asyncpg
 from aiogram import Bot
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.types import InlineKeyboardMarkup, Message
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities.mirror import reminder_row
 from storage.activity_log import ActivityLogRepository
 from storage.deliveries import DeliveryLedger
 from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
 from telegram_ui import render
-from workflows.models import NoticeKind, NoticeRequest, ReminderRequest, ReminderResult
+from workflows.models import (
+    NoticeKind,
+    NoticeRequest,
+    ReminderKind,
+    ReminderRequest,
+    ReminderResult,
+)
 
 
 async def deliver(send: Callable[[], Awaitable[Message]]) -> Message:
@@ -32,19 +45,28 @@ async def deliver(send: Callable[[], Awaitable[Message]]) -> Message:
     try:
         return await send()
     except TelegramRetryAfter as err:
+        metrics.send_error("rate_limited")
         raise ApplicationError(
             f"Telegram rate limit, retry after {err.retry_after}s",
             type="RateLimited",
             next_retry_delay=timedelta(seconds=err.retry_after),
         ) from err
     except TelegramForbiddenError as err:
+        metrics.send_error("blocked")
         raise ApplicationError(
             f"Telegram refused: {err.message}", type="BotBlocked", non_retryable=True
         ) from err
     except TelegramBadRequest as err:
+        metrics.send_error("bad_request")
         raise ApplicationError(
             f"Telegram rejected the message: {err.message}", type="BadRequest", non_retryable=True
         ) from err
+    except TelegramServerError:
+        metrics.send_error("server")
+        raise
+    except (TelegramNetworkError, TimeoutError):
+        metrics.send_error("network")
+        raise
 
 
 class TelegramActivities:
@@ -65,13 +87,16 @@ class TelegramActivities:
         lead_id: int,
         text: str,
         keyboard: InlineKeyboardMarkup | None,
-    ) -> tuple[int, datetime]:
-        """Send unless the ledger shows this exact delivery already went out."""
+    ) -> tuple[int, datetime, bool]:
+        """Send unless the ledger shows this exact delivery already went out.
+
+        Returns the message id, when it went out, and whether this call sent it.
+        """
         ledger = DeliveryLedger(self._pool)
         delivery = await ledger.begin(delivery_key, chat_id, lead_id)
         if delivery.already_sent:
             assert delivery.message_id is not None
-            return delivery.message_id, delivery.updated_at
+            return delivery.message_id, delivery.updated_at, False
         message = await deliver(
             lambda: self._bot.send_message(
                 chat_id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard
@@ -80,7 +105,7 @@ class TelegramActivities:
         await ledger.complete(delivery_key, message.message_id)
         # The server's clock, not the host's: the attempt's start is when the message
         # went out (to within a request), and it agrees with workflow time in tests.
-        return message.message_id, activity.info().started_time
+        return message.message_id, activity.info().started_time, True
 
     @activity.defn(name="send_reminder")
     async def send_reminder(self, req: ReminderRequest) -> ReminderResult:
@@ -89,9 +114,12 @@ class TelegramActivities:
         step = req.step
         text = render.reminder_text(name, company, step, req.position, req.total, req.kind)
         keyboard = render.reminder_keyboard(req.lead_id, req.plan_version, step)
-        message_id, sent_at = await self._send_once(
+        message_id, sent_at, fresh = await self._send_once(
             req.delivery_key, req.telegram_id, req.lead_id, text, keyboard
         )
+        if fresh:
+            late = sent_at - step.due_at if step.due_at and req.kind == ReminderKind.FIRST else None
+            metrics.reminder_sent(req.kind.value, None if late is None else late.total_seconds())
         sent = step.model_copy(update={"message_id": message_id, "last_reminded_at": sent_at})
         async with self._pool.acquire() as conn, conn.transaction():
             await ReminderRepository(conn).upsert_steps(
@@ -120,7 +148,7 @@ class TelegramActivities:
             if req.kind == NoticeKind.PLAN_READY
             else None
         )
-        message_id, _ = await self._send_once(
+        message_id, _, _ = await self._send_once(
             req.delivery_key,
             state.telegram_id,
             state.lead_id,

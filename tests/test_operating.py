@@ -118,3 +118,56 @@ async def test_operator_lists_queries_and_cancels_a_plan(
 
 async def _contains(env: WorkflowEnvironment, query: str, wid: str) -> bool:
     return wid in await listed(env, query)
+
+
+async def test_worker_exports_prometheus_metrics(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """SDK runtime metrics and ours on one endpoint: sends, errors by kind, lateness, plans."""
+    import socket
+
+    import aiohttp
+
+    from temporal_client import connect
+    from worker import metrics_runtime, report_plan_counts
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runtime = metrics_runtime(port)
+    client = await connect(dev_env.client.service_client.config.target_host, runtime=runtime)
+    async with plan_rig(client, db_url, pool, telegram) as rig:
+        telegram.fail_next("sendMessage", 502)
+        lead = await rig.new_lead()
+        handle = await rig.start(lead, approved=True, schedule=ANYTIME)
+        await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+        counting = asyncio.create_task(report_plan_counts(client, runtime, every=0.2))
+
+        async def scrape() -> str | None:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/metrics") as r,
+            ):
+                text = await r.text()
+            wanted = ("leadpilot_plans{", "leadpilot_reminders_sent{", "leadpilot_send_errors{")
+            return text if all(w in text for w in wanted) else None
+
+        page = await eventually(scrape)
+        counting.cancel()
+        await handle.signal(EngagementPlanWorkflow.cancel)
+    lines = page.splitlines()
+    assert any(
+        line.startswith("leadpilot_reminders_sent{")
+        and 'kind="first"' in line
+        and line.endswith(" 1")
+        for line in lines
+    )
+    assert any(
+        line.startswith("leadpilot_send_errors{") and 'kind="server"' in line for line in lines
+    )
+    assert any(line.startswith("leadpilot_reminder_lateness_bucket{") for line in lines)
+    assert any(
+        line.startswith("leadpilot_plans{") and 'status="active"' in line and line.endswith(" 1")
+        for line in lines
+    )
+    assert any(line.startswith("temporal_") for line in lines)  # the SDK's own
