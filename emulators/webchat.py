@@ -137,6 +137,7 @@ class _WebChat:
 
     async def history(self, request: web.Request) -> web.Response:
         emu = self.emulator
+        emu.add_user(self.user_id, self.first_name)  # again: reset() forgets users
         return web.json_response(
             {
                 "seq": self._latest_seq(),

@@ -44,6 +44,11 @@ class _Session(AiohttpSession):
             await self._session.close()
 
 
+def make_bot(emulator: TelegramEmulator) -> Bot:
+    """A real aiogram Bot pointed at the emulator."""
+    return Bot(emulator.token, session=_Session(api=TelegramAPIServer.from_base(emulator.base_url)))
+
+
 @dataclass
 class TinyStack:
     """An emulator serving the chat page, and what the tiny bot saw through aiogram."""
@@ -108,7 +113,7 @@ async def tiny_stack() -> AsyncIterator[TinyStack]:
     mount_webchat(emulator)
     await emulator.start()
     stack = TinyStack(emulator)
-    bot = Bot(emulator.token, session=_Session(api=TelegramAPIServer.from_base(emulator.base_url)))
+    bot = make_bot(emulator)
     await bot.set_my_commands([BotCommand(command="start", description="Start over")])
     dp = Dispatcher()
     dp.include_router(tiny_bot_router(stack))
@@ -304,10 +309,7 @@ async def test_bot_initiated_message_reaches_a_waiting_poll(
     poll = asyncio.create_task(_get(http, f"{stack.api}/events?since={seq}&timeout=10"))
     await asyncio.sleep(0.1)
     assert not poll.done()
-    bot = Bot(
-        stack.emulator.token,
-        session=_Session(api=TelegramAPIServer.from_base(stack.emulator.base_url)),
-    )
+    bot = make_bot(stack.emulator)
     try:
         await bot.send_message(USER, "Reminder: call <b>Acme</b>", parse_mode="HTML")
         await bot.send_chat_action(USER, "typing")
