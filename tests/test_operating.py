@@ -47,6 +47,17 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+@pytest.fixture(autouse=True)
+async def distinct_lead_ids(pool: asyncpg.Pool) -> None:
+    """Tests share one dev server but not one database: keep workflow ids lead-<id> apart."""
+    global _id_block
+    _id_block += 1000
+    await pool.execute("SELECT setval('lead_registry_id_seq', $1)", _id_block)
+
+
+_id_block = 0
+
+
 async def cli(env: WorkflowEnvironment, *args: str) -> Any:
     """Run the `temporal` CLI against the dev server; JSON output parsed."""
     address = env.client.service_client.config.target_host
@@ -171,3 +182,23 @@ async def test_worker_exports_prometheus_metrics(
         for line in lines
     )
     assert any(line.startswith("temporal_") for line in lines)  # the SDK's own
+
+
+async def test_telegram_queue_is_rate_limited_by_the_server(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """Twenty plans due at once: sends spread at the configured rate, none lost."""
+    async with plan_rig(dev_env.client, db_url, pool, telegram, telegram_sends_per_second=5) as rig:
+        handles = []
+        for n in range(20):
+            lead = await rig.new_lead(owner=OWNER + n)
+            handles.append(await rig.start(lead, owner=OWNER + n, approved=True, schedule=ANYTIME))
+        for handle in handles:
+            await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT, timeout=30)
+            await handle.signal(EngagementPlanWorkflow.cancel)
+    assert len(telegram.calls("sendMessage", ok=True)) == 20
+    # Sustained rate is the setting (unlimited, twenty sends take well under a second);
+    # the server's token bucket allows a short initial burst, hence the 2x peak bound.
+    times = [c.at for c in telegram.calls("sendMessage", ok=True)]
+    assert times[-1] - times[0] >= 3.0
+    assert telegram.peak_rate("sendMessage", window=1.0) <= 10
