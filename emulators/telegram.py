@@ -1376,14 +1376,18 @@ class TelegramEmulator:
     async def wait_events(
         self, since: int = 0, timeout: float = 25.0, chat_id: int | None = None
     ) -> list[ChatEvent]:
-        """Like ``events`` but waits up to ``timeout`` for at least one; [] on timeout."""
+        """Like ``events`` but waits up to ``timeout`` for at least one; [] on timeout.
+
+        Also [] at once while the server is stopping, so a page's long-poll cannot hold
+        up ``stop()``.
+        """
         try:
-            result: list[ChatEvent] = await self._wait_until(
-                lambda: self.events(since, chat_id) or None, timeout
+            result: list[ChatEvent] | bool = await self._wait_until(
+                lambda: self.events(since, chat_id) or self._closing or None, timeout
             )
         except TimeoutError:
             return []
-        return result
+        return result if isinstance(result, list) else []
 
     # ------------------------------------------------------------------ webhook side
 

@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -251,11 +252,18 @@ def mount_webchat(
 async def _serve(host: str, port: int, user_id: int, first_name: str) -> None:
     emulator = TelegramEmulator(auto_create_chats=True)
     mount_webchat(emulator, user_id=user_id, first_name=first_name)
-    await emulator.start(host, port)
+    try:
+        await emulator.start(host, port)
+    except OSError as error:
+        raise SystemExit(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     print(f"Telegram emulator: {emulator.base_url}  (bot token {emulator.token})")
     print(f"Web chat:          {emulator.base_url}{CHAT_PATH}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await emulator.stop()
 
@@ -268,8 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--user-id", type=int, default=DEFAULT_USER_ID)
     parser.add_argument("--first-name", default="You")
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.user_id, args.first_name))
+    asyncio.run(_serve(args.host, args.port, args.user_id, args.first_name))
 
 
 if __name__ == "__main__":

@@ -317,3 +317,22 @@ async def test_bot_initiated_message_reaches_a_waiting_poll(
         await bot.session.close()
     data = await asyncio.wait_for(poll, 5)
     assert data["events"][0]["message"]["text"] == "Reminder: call Acme"
+
+
+async def test_open_poll_ends_cleanly_when_the_emulator_stops(
+    http: aiohttp.ClientSession,
+) -> None:
+    emulator = TelegramEmulator()
+    mount_webchat(emulator)
+    await emulator.start()
+    url = f"{emulator.base_url}/chat/api/events?since=0"
+    poll = asyncio.create_task(_get(http, url))
+    await asyncio.sleep(0.1)
+    await emulator.stop()
+    assert await asyncio.wait_for(poll, 2) == {"reset": False, "seq": 0, "events": []}
+    with pytest.raises(RuntimeError, match="before start"):
+        await emulator.start()
+        try:
+            mount_webchat(emulator)
+        finally:
+            await emulator.stop()
