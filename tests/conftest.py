@@ -117,3 +117,37 @@ async def ts_env() -> AsyncIterator[Any]:
     await register_search_attributes(env.client)
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[Any]:
+    """One Temporal dev server (with visibility) for the session; tests keep ids apart."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from temporal_client import register_search_attributes
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=off",
+        ],
+    )
+    await register_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+_lead_id_block = 0
+
+
+@pytest.fixture
+async def distinct_lead_ids(pool: asyncpg.Pool) -> None:
+    """Tests share the dev server but not a database: keep workflow ids lead-<id> apart."""
+    global _lead_id_block
+    _lead_id_block += 1000
+    await pool.execute("SELECT setval('lead_registry_id_seq', $1)", _lead_id_block)

@@ -5,57 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import time
 from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from storage.activity_log import ActivityLogRepository
 from storage.reminders import ReminderRepository
-from temporal_client import register_search_attributes
 from tests.conftest import TEMPORAL_CLI
 from tests.rig import OWNER, eventually, plan_rig
 from workflows import search_attributes as sa
 from workflows.engagement_plan import EngagementPlanWorkflow
 from workflows.models import PauseRequest, PlanStatus, Schedule, StepStatus
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("distinct_lead_ids")]
 
 ANYTIME = Schedule(
     timezone="UTC", window_start=time(0), window_end=time(23, 59, 59), workdays_only=False
 )
-
-
-@pytest.fixture(scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        data_converter=pydantic_data_converter,
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=off",
-        ],
-    )
-    await register_search_attributes(env.client)
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture(autouse=True)
-async def distinct_lead_ids(pool: asyncpg.Pool) -> None:
-    """Tests share one dev server but not one database: keep workflow ids lead-<id> apart."""
-    global _id_block
-    _id_block += 1000
-    await pool.execute("SELECT setval('lead_registry_id_seq', $1)", _id_block)
-
-
-_id_block = 0
 
 
 async def cli(env: WorkflowEnvironment, *args: str) -> Any:

@@ -1,0 +1,76 @@
+"""The processes as an operator starts them: clear one-line errors, migrate, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LEADPILOT = Path(sys.prefix) / "bin" / "leadpilot"
+
+
+async def run(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    return keep | extra
+
+
+@pytest.mark.parametrize("command", ["worker", "bot"])
+async def test_missing_settings_stop_with_one_line(command: str) -> None:
+    code, _, err = await run(str(LEADPILOT), command, env=clean_env())
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "missing required setting DATABASE_URL" in lines[0]
+    assert "TELEGRAM_BOT_TOKEN" in lines[0]
+
+
+async def test_migrate_command(empty_db_url: str) -> None:
+    code, out, _ = await run(str(LEADPILOT), "migrate", env=clean_env(DATABASE_URL=empty_db_url))
+    assert code == 0 and "applied 001_schema.sql" in out
+    code, out, _ = await run(str(LEADPILOT), "migrate", env=clean_env(DATABASE_URL=empty_db_url))
+    assert code == 0 and "up to date" in out
+    code, _, err = await run(
+        str(LEADPILOT), "migrate", env=clean_env(DATABASE_URL="postgresql://nobody@127.0.0.1:1/x")
+    )
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.e2e
+async def test_worker_process_stops_gracefully_on_sigterm(
+    dev_env: Any, db_url: str, telegram: Any
+) -> None:
+    env = clean_env(
+        DATABASE_URL=db_url,
+        TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
+        TELEGRAM_BOT_TOKEN=telegram.token,
+        TELEGRAM_API_BASE=telegram.base_url,
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "worker.py", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = b""
+    while b"worker running" not in seen:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line, seen.decode()
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    rest = await asyncio.wait_for(proc.stdout.read(), 30)
+    assert await proc.wait() == 0
+    assert b"shutting down" in rest and b"Traceback" not in rest
