@@ -152,7 +152,11 @@ async def test_closed_won_from_lead_detail_cancels_the_plan(slow: BotStack) -> N
     assert "Ada Lovelace" in listing.text and "active" in listing.text
     await slow.tap(ALICE, listing, "Ada Lovelace")
     detail = tg.message(ALICE, listing.message_id)
-    assert "Plan v1" in detail.text and "due" in detail.text
+    assert "Plan v1" in detail.text and "❗ overdue" in detail.text  # step 1 sent, unanswered
+    assert "Paused" in await slow.tap(ALICE, detail, "Pause")
+    assert "paused" in detail.text and (await slow.state(lead_id)).status == PlanStatus.PAUSED
+    assert "Resumed" in await slow.tap(ALICE, detail, "Resume")
+    assert (await slow.state(lead_id)).status == PlanStatus.ACTIVE
     await slow.tap(ALICE, detail, "Change status")
     answer = await slow.tap(ALICE, tg.message(ALICE, listing.message_id), "closed_won")
     assert "closed_won" in answer
@@ -312,6 +316,10 @@ async def test_leads_list_is_paginated(slow: BotStack) -> None:
     second = slow.telegram.message(ALICE, first.message_id)
     assert "page 2 of 2" in second.text and "Lead <0> & co" in second.text
     assert (await slow.say(BOB, "/leads", "no leads")).text.startswith("You have no leads")
+    # Unknown commands get a hint; a button nobody handles is still answered.
+    await slow.say(BOB, "/frobnicate", "/help")
+    answer = await slow.telegram.wait_answered(slow.telegram.press(BOB, first.message_id, "zz:1"))
+    assert answer.text == "This button is no longer valid."
 
 
 @pytest.mark.e2e
