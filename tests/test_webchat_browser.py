@@ -10,15 +10,19 @@ Needs ``apt-get install -y chromium`` (``/usr/bin/chromium``); never ``playwrigh
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
 import pytest
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
-from tests.test_webchat import TinyStack, tiny_stack
+from emulators.telegram import TelegramEmulator
+from emulators.webchat import mount_webchat
+from tests.test_webchat import USER, TinyStack, make_bot, tiny_stack
 
 CHROMIUM = Path(os.environ.get("LEADPILOT_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).with_name("artifacts")
@@ -182,10 +186,6 @@ async def test_talk_press_edit_toast(chat: ChatPage, stack: TinyStack) -> None:
 
 async def test_bot_initiated_message_appears_live(chat: ChatPage, stack: TinyStack) -> None:
     """A message the bot sends on its own (a reminder) shows up without a reload."""
-    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-
-    from tests.test_webchat import USER, make_bot
-
     bot = make_bot(stack.emulator)
     try:
         await bot.send_message(
@@ -209,3 +209,31 @@ async def test_bot_initiated_message_appears_live(chat: ChatPage, stack: TinySta
     await chat.expect_toast("Nice work!")
     await expect(chat.text_of(reminder)).to_have_text("Marked as done ✅")
     assert chat.errors == []
+
+
+async def test_page_recovers_from_emulator_restart_and_reset(browser: Browser) -> None:
+    """``leadpilot dev`` may restart or reset the emulator under an open page."""
+    emulator = TelegramEmulator()
+    mount_webchat(emulator)
+    await emulator.start()
+    context = await browser.new_context()
+    bot = make_bot(emulator)
+    try:
+        chat = ChatPage(await context.new_page(), f"{emulator.base_url}/chat")
+        await chat.open()
+        port = emulator.port or 0
+        await emulator.stop()
+        await asyncio.sleep(0.5)
+        await emulator.start(port=port)
+        await bot.send_message(USER, "after restart")
+        await chat.wait_bot_message("after restart", timeout=15_000)
+
+        emulator.reset()
+        emulator.add_user(USER)
+        await bot.send_message(USER, "after reset")
+        await chat.wait_bot_message("after reset", timeout=15_000)
+        await expect(chat.messages()).to_have_count(1)
+    finally:
+        await bot.session.close()
+        await context.close()
+        await emulator.stop()
