@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -106,7 +106,7 @@ class PlanService:
             return await self.handle(lead_id).query(
                 EngagementPlanWorkflow.state, rpc_timeout=QUERY_TIMEOUT
             )
-        except (TimeoutError, RPCError) as err:
+        except (RPCError, WorkflowQueryFailedError, TimeoutError) as err:
             log.info("no plan state for lead %s: %s", lead_id, err)
             return None
 
