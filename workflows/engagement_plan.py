@@ -15,33 +15,36 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import search_attributes as sa
-from workflows.models import (
-    TERMINAL_PLAN_STATUSES,
-    CancelRequest,
-    GeneratePlanRequest,
-    LogEntry,
-    MirrorRequest,
-    NoticeKind,
-    NoticeRequest,
-    PauseRequest,
-    PlanInput,
-    PlanState,
-    PlanStatus,
-    PlanStep,
-    PlanSummary,
-    ReminderKind,
-    ReminderRequest,
-    ReminderResult,
-    ReplacePlanRequest,
-    Schedule,
-    SnoozeAction,
-    StepAction,
-    StepState,
-    StepStatus,
-    check_steps,
-)
-from workflows.timing import days, describe_delay, fit_to_window, hours
+# Pure, deterministic modules: shared with the sandbox instead of re-imported for
+# every workflow run, which keeps a plan's first task cheap.
+with workflow.unsafe.imports_passed_through():
+    from workflows import search_attributes as sa
+    from workflows.models import (
+        TERMINAL_PLAN_STATUSES,
+        CancelRequest,
+        GeneratePlanRequest,
+        LogEntry,
+        MirrorRequest,
+        NoticeKind,
+        NoticeRequest,
+        PauseRequest,
+        PlanInput,
+        PlanState,
+        PlanStatus,
+        PlanStep,
+        PlanSummary,
+        ReminderKind,
+        ReminderRequest,
+        ReminderResult,
+        ReplacePlanRequest,
+        Schedule,
+        SnoozeAction,
+        StepAction,
+        StepState,
+        StepStatus,
+        check_steps,
+    )
+    from workflows.timing import days, describe_delay, fit_to_window, hours
 
 ENGAGEMENT_TASK_QUEUE = "engagement"
 # Telegram sends have their own queue so its server-side rate limit covers only them.
