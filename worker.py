@@ -10,8 +10,6 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
@@ -24,6 +22,7 @@ from activities.telegram import TelegramActivities
 from settings import Settings, load_settings
 from storage.db import create_pool
 from storage.leads import LeadRepository
+from telegram_ui.session import make_bot
 from temporal_client import connect
 from workflows.engagement_plan import (
     ENGAGEMENT_TASK_QUEUE,
@@ -34,12 +33,6 @@ from workflows.models import PlanStatus
 from workflows.sandbox import workflow_runner
 
 log = logging.getLogger("leadpilot.worker")
-
-
-def make_bot(token: str, api_base: str | None) -> Bot:
-    """An aiogram Bot, pointed at a local Bot API server or emulator when one is configured."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base)) if api_base else None
-    return Bot(token, session=session)
 
 
 def create_workers(

@@ -31,8 +31,9 @@ from settings import Settings
 from storage.db import create_pool
 from storage.leads import LeadRepository
 from storage.migrate import apply_migrations
+from telegram_ui.session import make_bot
 from temporal_client import register_search_attributes, start_plan
-from worker import create_workers, make_bot
+from worker import create_workers
 from workflows.models import PlanInput, PlanStep, Schedule
 
 ANYTIME = Schedule(

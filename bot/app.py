@@ -10,10 +10,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from aiogram import Bot, Dispatcher
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.enums import ParseMode
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
@@ -25,6 +21,7 @@ from bot.routers import all_routers
 from bot.services import PlanService
 from settings import Settings, load_settings
 from storage.db import create_pool
+from telegram_ui.session import make_bot
 from temporal_client import connect
 
 log = logging.getLogger("leadpilot.bot")
@@ -39,17 +36,6 @@ COMMANDS = [
     BotCommand(command="help", description="What I can do"),
 ]
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
-
-
-def make_bot(settings: Settings) -> Bot:
-    """HTML by default: every text we build escapes user and LLM strings (render.clip)."""
-    base = settings.telegram_api_base
-    session = AiohttpSession(api=TelegramAPIServer.from_base(base)) if base else None
-    return Bot(
-        settings.telegram_bot_token,
-        session=session,
-        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
-    )
 
 
 def build_dispatcher(pool: asyncpg.Pool, temporal_client: Client, settings: Settings) -> Dispatcher:
@@ -130,7 +116,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
         sys.exit("leadpilot: webhook mode needs WEBHOOK_URL and WEBHOOK_SECRET")
     temporal_client = await connect(settings.temporal_address, settings.temporal_namespace)
     pool = await create_pool(settings.database_url)
-    bot = make_bot(settings)
+    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
     dp = build_dispatcher(pool, temporal_client, settings)
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []

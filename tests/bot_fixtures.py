@@ -15,10 +15,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bot.app import build_dispatcher, make_bot
+from bot.app import build_dispatcher
 from emulators.telegram import Message
 from settings import Settings
 from storage.leads import LeadRepository
+from telegram_ui.session import make_bot
 from temporal_client import PlanHandle, plan_handle, register_search_attributes
 from tests.conftest import TEMPORAL_CLI
 from tests.rig import PlanRig, plan_rig
@@ -101,7 +102,7 @@ async def bot_stack(
         day_seconds=day_seconds,
     )
     async with plan_rig(env.client, db_url, pool, telegram, day_seconds=day_seconds) as rig:
-        bot = make_bot(settings)
+        bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
         dp = build_dispatcher(pool, env.client, settings)
         polling = asyncio.create_task(
             dp.start_polling(bot, handle_signals=False, close_bot_session=False, polling_timeout=1)

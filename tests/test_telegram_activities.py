@@ -18,7 +18,7 @@ from activities.telegram import TelegramActivities
 from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
 from telegram_ui.callbacks import StepCallback
-from worker import make_bot
+from telegram_ui.session import make_bot
 from workflows.models import ReminderKind, ReminderRequest, StepState, StepStatus
 
 OWNER = 777
