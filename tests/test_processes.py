@@ -74,3 +74,22 @@ async def test_worker_process_stops_gracefully_on_sigterm(
     rest = await asyncio.wait_for(proc.stdout.read(), 30)
     assert await proc.wait() == 0
     assert b"shutting down" in rest and b"Traceback" not in rest
+
+
+async def test_dev_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 7233))
+        taken.listen()
+        code, _, err = await run(
+            str(LEADPILOT), "dev", env=clean_env(LEADPILOT_DATA_DIR=str(tmp_path)), timeout=120
+        )
+    assert code == 1
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("leadpilot dev: port 7233 (Temporal) is already in use")
+    )
+    assert "Traceback" not in err
