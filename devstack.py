@@ -26,6 +26,11 @@ TEMPORAL_PORT, TEMPORAL_UI_PORT, TELEGRAM_PORT = 7233, 8233, 8081
 DEMO_TOKEN = "1000001:leadpilot-local-demo"
 
 
+def say(line: str) -> None:
+    """Status lines, flushed at once so a log or a pipe shows them as they happen."""
+    print(line, flush=True)
+
+
 class DevError(Exception):
     """A problem the user can fix (busy port, …): printed as one line."""
 
@@ -93,14 +98,14 @@ async def run(day_seconds: int | None) -> None:
     try:
         database_url = env.get("DATABASE_URL") or start_postgres()
         applied = await apply_migrations(database_url)
-        print(f"database      {database_url}  ({len(applied)} migrations applied)")
+        say(f"database      {database_url}  ({len(applied)} migrations applied)")
 
         address = env.get("TEMPORAL_ADDRESS")
         if not address:
             temporal = start_temporal()
             await wait_for_port(TEMPORAL_PORT, temporal)
             address = f"127.0.0.1:{TEMPORAL_PORT}"
-            print(f"temporal      {address}   Web UI: http://127.0.0.1:{TEMPORAL_UI_PORT}")
+            say(f"temporal      {address}   Web UI: http://127.0.0.1:{TEMPORAL_UI_PORT}")
         client = await connect(address, env.get("TEMPORAL_NAMESPACE", "default"))
         await register_search_attributes(client)
 
@@ -115,8 +120,8 @@ async def run(day_seconds: int | None) -> None:
             mount_webchat(emulator)
             await emulator.start(port=TELEGRAM_PORT)
             overrides |= {"telegram_bot_token": DEMO_TOKEN, "telegram_api_base": emulator.base_url}
-            print(f"telegram      local emulator at {emulator.base_url}")
-            print(f"web chat      {emulator.base_url}/chat   ← talk to the bot here")
+            say(f"telegram      local emulator at {emulator.base_url}")
+            say(f"web chat      {emulator.base_url}/chat   ← talk to the bot here")
         settings = load_settings(**overrides)
 
         stop = asyncio.Event()
@@ -124,14 +129,10 @@ async def run(day_seconds: int | None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with running_workers(settings):
-            print("worker        running (task queues: engagement, telegram)")
+            say("worker        running (task queues: engagement, telegram)")
             bot = asyncio.create_task(run_bot(settings, stop))
-            print(
-                "bot           polling"
-                if settings.bot_mode == "polling"
-                else "bot           webhook"
-            )
-            print("ready — Ctrl-C stops everything")
+            say(f"bot           {settings.bot_mode}")
+            say("ready — Ctrl-C stops everything")
             await stop.wait()
             await bot
     finally:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.rig import eventually
+
 ROOT = Path(__file__).resolve().parent.parent
 LEADPILOT = Path(sys.prefix) / "bin" / "leadpilot"
 
@@ -93,3 +95,54 @@ async def test_dev_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
         .startswith("leadpilot dev: port 7233 (Temporal) is already in use")
     )
     assert "Traceback" not in err
+
+
+@pytest.mark.e2e
+async def test_dev_brings_the_stack_up_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    """`leadpilot dev`: prints where everything is, serves the web chat and the Temporal UI,
+    answers /start through the bot, and on Ctrl-C stops every process it started."""
+    import aiohttp
+
+    proc = await asyncio.create_subprocess_exec(
+        str(LEADPILOT), "dev", "--day-seconds", "30",
+        cwd=ROOT, env=clean_env(LEADPILOT_DATA_DIR=str(tmp_path)),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    out = b""
+    try:
+        while b"ready" not in out:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line, out.decode()
+            out += line
+        text = out.decode()
+        for shown in (
+            "database",
+            "Web UI: http://127.0.0.1:8233",
+            "web chat      http://127.0.0.1:8081/chat",
+        ):
+            assert shown in text
+        async with aiohttp.ClientSession() as http:
+            async with http.get("http://127.0.0.1:8233/") as ui:
+                assert ui.status == 200
+            async with http.get("http://127.0.0.1:8081/chat") as page:
+                assert page.status == 200
+            async with http.post(
+                "http://127.0.0.1:8081/chat/api/send", json={"text": "/start"}
+            ) as sent:
+                assert sent.status == 200
+
+            async def welcomed() -> bool:
+                async with http.get("http://127.0.0.1:8081/chat/api/history") as r:
+                    return any("Welcome" in (m["text"] or "") for m in (await r.json())["messages"])
+
+            await eventually(welcomed, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = await asyncio.wait_for(proc.stdout.read(), 60)
+        code = await proc.wait()
+    assert code == 0, rest.decode()
+    assert b"Traceback" not in rest
+    ps = await asyncio.create_subprocess_exec("ps", "-eo", "args", stdout=asyncio.subprocess.PIPE)
+    listing = (await ps.communicate())[0].decode()
+    assert str(tmp_path) not in listing  # neither PostgreSQL nor the Temporal server is left
