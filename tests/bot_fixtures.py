@@ -10,9 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bot.app import build_dispatcher
@@ -20,28 +18,9 @@ from emulators.telegram import Message
 from settings import Settings
 from storage.leads import LeadRepository
 from telegram_ui.session import make_bot
-from temporal_client import PlanHandle, plan_handle, register_search_attributes
-from tests.conftest import TEMPORAL_CLI
+from temporal_client import PlanHandle, plan_handle
 from tests.rig import PlanRig, plan_rig
 from workflows.models import PlanState
-
-
-@pytest.fixture(scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    """One Temporal dev server per test module: starting one costs seconds."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        data_converter=pydantic_data_converter,
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=off",
-        ],
-    )
-    await register_search_attributes(env.client)
-    yield env
-    await env.shutdown()
 
 
 class BotStack:

@@ -22,11 +22,11 @@ from storage.reminders import ReminderRepository
 from storage.users import UserRepository
 from telegram_ui.callbacks import StepAct, StepCallback
 from telegram_ui.session import make_bot
-from tests.bot_fixtures import BotStack, bot_stack, dev_env
+from tests.bot_fixtures import BotStack, bot_stack
 from tests.rig import eventually
 from workflows.models import PlanStatus, StepStatus
 
-__all__ = ["dev_env"]  # the module-scoped dev server fixture, shared by this module's tests
+pytestmark = pytest.mark.usefixtures("distinct_lead_ids")  # the dev server is shared
 
 ALICE = 1001
 BOB = 2002

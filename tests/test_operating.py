@@ -83,7 +83,9 @@ async def test_operator_lists_queries_and_cancels_a_plan(
         await eventually(lambda: _contains(dev_env, "PlanStatus='paused'", wid))
         paused = await handle.describe()
         assert paused.typed_search_attributes.get(sa.NEXT_DUE_AT) is None
-        await cli(dev_env, "workflow", "update", "execute", "--workflow-id", wid, "--name", "resume")
+        await cli(
+            dev_env, "workflow", "update", "execute", "--workflow-id", wid, "--name", "resume"
+        )
         await eventually(lambda: _contains(dev_env, "PlanStatus='active'", wid))
 
         # A bare CLI signal cancels: rows cancelled, workflow completes normally.
