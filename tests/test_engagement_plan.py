@@ -637,3 +637,9 @@ async def test_a_reminder_costs_two_workflow_tasks_and_one_activity(
             e.HasField("marker_recorded_event_attributes") for e in window
         )  # local activities
         assert (tasks, activities, markers) == (2, 1, 0)
+        # The UI names each timer after what it waits for.
+        timer = after[next_timer]
+        summary = pydantic_data_converter.payload_converter.from_payload(
+            timer.user_metadata.summary, str
+        )
+        assert summary == "wait 2 days, then nudge 3 for step 1"
