@@ -29,7 +29,7 @@ from workflows.engagement_plan import (
     TELEGRAM_TASK_QUEUE,
     EngagementPlanWorkflow,
 )
-from workflows.models import PlanStatus
+from workflows.models import TERMINAL_PLAN_STATUSES, PlanStatus
 from workflows.sandbox import workflow_runner
 
 log = logging.getLogger("leadpilot.worker")
@@ -91,7 +91,10 @@ async def report_plan_counts(client: Client, runtime: Runtime, every: float = 30
     while True:
         for status in PlanStatus:
             try:
-                found = await client.count_workflows(f"PlanStatus='{status.value}'")
+                query = f"PlanStatus='{status.value}'"
+                if status not in TERMINAL_PLAN_STATUSES:  # a terminated run keeps its last status
+                    query += " AND ExecutionStatus='Running'"
+                found = await client.count_workflows(query)
             except RPCError as err:
                 log.warning("cannot count %s plans: %s", status.value, err)
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -10,12 +11,13 @@ from typing import Any, TypeVar
 
 import asyncpg
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from settings import Settings
 from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
 from telegram_ui.session import make_bot
-from temporal_client import PlanHandle, start_plan
+from temporal_client import PlanHandle, plan_handle, start_plan
 from worker import create_workers
 from workflows.models import PlanInput, PlanState, PlanStep
 
@@ -143,6 +145,11 @@ async def plan_rig(
     try:
         yield PlanRig(client, pool, telegram)
     finally:
+        # End this test's plans while its workers still run: a plan left open on a shared
+        # server would be picked up by the next test's workers, against another database.
+        for row in await pool.fetch("SELECT id FROM lead_registry"):
+            with contextlib.suppress(RPCError):
+                await plan_handle(client, row["id"]).terminate("test over")
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await asyncio.gather(*tasks, return_exceptions=True)
         await bot.session.close()

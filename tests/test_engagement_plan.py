@@ -644,3 +644,19 @@ async def test_a_reminder_costs_two_workflow_tasks_and_one_activity(
             timer.user_metadata.summary, str
         )
         assert summary == "wait 2 days, then nudge 3 for step 1"
+
+
+async def test_a_broken_plan_does_not_hold_up_the_others(
+    ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """A plan whose mirror writes keep failing (its lead row is gone) retries on its own;
+    the other plans on the same worker are reminded on time."""
+    async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
+        ghost = await rig.start(999_999, approved=True, schedule=ANYTIME)  # no such lead row
+        lead = await rig.new_lead()
+        handle = await rig.start(lead, approved=True, schedule=ANYTIME)
+        await rig.wait_state(handle, step_reminded(1, 1))
+        # Still answers queries between its retries, and has sent nothing.
+        ghost_state = await ghost.query(EngagementPlanWorkflow.state)
+        assert ghost_state.steps[0].status == StepStatus.PENDING
+        assert len(telegram.sent(OWNER)) == 1

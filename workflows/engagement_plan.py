@@ -61,6 +61,7 @@ SEND_RETRY = RetryPolicy(
 SEND_TIMEOUT = timedelta(seconds=30)
 MIRROR_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 MIRROR_TIMEOUT = timedelta(seconds=15)
+MIRROR_LOCAL_RETRY_THRESHOLD = timedelta(seconds=2)
 GENERATE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     maximum_attempts=5,
@@ -422,6 +423,9 @@ class EngagementPlanWorkflow:
             MirrorRequest(state=st.model_copy(deep=True), log=list(logs)),
             start_to_close_timeout=MIRROR_TIMEOUT,
             retry_policy=MIRROR_RETRY,
+            # Past this, retries wait on a workflow timer instead of inside the task, so a
+            # database outage never holds queries and updates for long.
+            local_retry_threshold=MIRROR_LOCAL_RETRY_THRESHOLD,
             summary="mirror plan to PostgreSQL",
         )
 
