@@ -1,4 +1,4 @@
-"""Due-time fitting on fixed dates: send window edges, weekends, DST changes."""
+"""Pure rules, no servers: due-time fitting (window edges, weekends, DST) and plan input checks."""
 
 from datetime import UTC, datetime, time, timedelta
 
@@ -85,3 +85,18 @@ def test_describe_delay() -> None:
     assert describe_delay(timedelta(days=2), 86400) == "2 days"
     assert describe_delay(timedelta(hours=5), 86400) == "5 h"
     assert describe_delay(timedelta(seconds=20), 10) == "2 days"
+
+
+def test_plan_input_rejects_a_plan_it_cannot_run() -> None:
+    from workflows.models import PlanInput, PlanStep
+
+    def step(i: int, delay: int) -> PlanStep:
+        return PlanStep(step_id=i, action_type="email", description="x", delay_days=delay)
+
+    with pytest.raises(ValidationError, match="must not decrease"):
+        PlanInput(lead_id=1, telegram_id=1, steps=[step(1, 5), step(2, 1)])
+    with pytest.raises(ValidationError, match="unique"):
+        PlanInput(lead_id=1, telegram_id=1, steps=[step(1, 0), step(1, 1)])
+    with pytest.raises(ValidationError, match="1–8 steps"):
+        PlanInput(lead_id=1, telegram_id=1, steps=[step(i, i) for i in range(1, 10)])
+    assert PlanInput(lead_id=1, telegram_id=1, steps=None).steps is None

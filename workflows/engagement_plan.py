@@ -90,8 +90,8 @@ class EngagementPlanWorkflow:
             self._state = PlanState(
                 lead_id=inp.lead_id, telegram_id=inp.telegram_id, schedule=inp.schedule
             )
-            if inp.steps:
-                self._state.steps = [StepState.from_step(s) for s in check_steps(inp.steps)]
+            if inp.steps:  # validated by PlanInput
+                self._state.steps = [StepState.from_step(s) for s in inp.steps]
         self._poked = False
         self._cancel: CancelRequest | None = None
         self._generating = False

@@ -196,6 +196,12 @@ class PlanInput(BaseModel):
     # Carried across continue-as-new; never set by callers.
     carried_state: PlanState | None = None
 
+    @field_validator("steps")
+    @classmethod
+    def _runnable(cls, steps: list[PlanStep] | None) -> list[PlanStep] | None:
+        """Reject a bad plan at the caller, before a workflow exists to fail on it."""
+        return None if steps is None else check_steps(steps)
+
 
 # ---- update, signal and activity payloads ----
 
