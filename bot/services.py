@@ -97,6 +97,7 @@ class PlanService:
                     auto_snooze_days=s.auto_snooze_days,
                 ),
                 day_seconds=s.day_seconds,
+                plan_version=lead.next_plan_version,
             ),
         )
 

@@ -72,6 +72,11 @@ class Lead(Row):
     created_at: datetime
     updated_at: datetime
 
+    @property
+    def next_plan_version(self) -> int:
+        """The version a new enrolment starts at: after every plan this lead already had."""
+        return self.plan_version + 1 if self.engagement_plan is not None else 1
+
 
 class Reminder(Row):
     """One plan step as mirrored into scheduled_reminders."""

@@ -175,7 +175,12 @@ async def test_closed_won_from_lead_detail_cancels_the_plan(slow: BotStack) -> N
     log = await ActivityLogRepository(slow.pool).for_lead(lead_id)
     change = next(e for e in log if e.activity_type == "status_change")
     assert change.metadata == {"from": "analyzed", "to": "closed_won"}
-    assert "stopped" in tg.message(ALICE, listing.message_id).text
+    assert "stopped" in str(tg.message(ALICE, listing.message_id).text)
+    # With the plan stopped, Regenerate drafts a fresh one for the same lead.
+    mark = tg.call_count
+    await slow.tap(ALICE, tg.message(ALICE, listing.message_id), "Regenerate plan")
+    await tg.wait_for_message(ALICE, "Engagement plan", since=mark, timeout=15)
+    assert (await slow.state(lead_id)).status == PlanStatus.AWAITING_APPROVAL
     assert tg.unanswered_queries() == []
 
 

@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from storage.activity_log import ActivityLogRepository
+from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
 from tests.rig import OWNER, STEPS, local, plan_rig
 from workflows.engagement_plan import EngagementPlanWorkflow
@@ -550,6 +551,22 @@ async def test_enrolling_twice_never_starts_a_second_plan(
         assert first.result_run_id == second.result_run_id
         await rig.wait_state(first, step_is(1, StepStatus.SENT))
         assert len(reminders_to(telegram, OWNER)) == 1
+
+        # Once that plan is over, the lead can be enrolled again: a new plan version,
+        # so its rows, deliveries and log lines never collide with the first plan's.
+        await first.signal(EngagementPlanWorkflow.cancel)
+        await first.result()
+        row = await LeadRepository(pool).get(lead)
+        assert row is not None and row.next_plan_version == 2
+        again = await rig.start(
+            lead, approved=True, schedule=ANYTIME, plan_version=row.next_plan_version
+        )
+        assert again.result_run_id != first.result_run_id
+        state = await rig.wait_state(again, step_is(1, StepStatus.SENT))
+        assert state.plan_version == 2
+        assert len(reminders_to(telegram, OWNER)) == 2
+        await rig.assert_mirror_matches(state)
+        assert (await log_types(pool, lead)).count("plan_created") == 2
 
 
 async def test_drafted_plan_waits_for_approval(

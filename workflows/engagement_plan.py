@@ -88,7 +88,10 @@ class EngagementPlanWorkflow:
             self._state = inp.carried_state
         else:
             self._state = PlanState(
-                lead_id=inp.lead_id, telegram_id=inp.telegram_id, schedule=inp.schedule
+                lead_id=inp.lead_id,
+                telegram_id=inp.telegram_id,
+                plan_version=inp.plan_version,
+                schedule=inp.schedule,
             )
             if inp.steps:  # validated by PlanInput
                 self._state.steps = [StepState.from_step(s) for s in inp.steps]
@@ -281,7 +284,7 @@ class EngagementPlanWorkflow:
         )
         await self._notify(
             NoticeKind.AUTO_SNOOZED,
-            f"auto-snooze-s{step.step_id}-r{step.snooze_count}",
+            f"auto-snooze-v{st.plan_version}-s{step.step_id}-r{step.snooze_count}",
             unanswered=unanswered,
             snooze_days=policy.auto_snooze_days,
         )
@@ -410,7 +413,7 @@ class EngagementPlanWorkflow:
             activity_type=activity_type,
             content=content,
             metadata={"plan_version": st.plan_version, **metadata},
-            dedupe_key=f"lead-{st.lead_id}:rev{st.revision + 1}:{activity_type}",
+            dedupe_key=f"lead-{st.lead_id}:v{st.plan_version}:rev{st.revision + 1}:{activity_type}",
         )
 
     async def _mirror(self, *logs: LogEntry) -> None:

@@ -191,6 +191,9 @@ class PlanInput(BaseModel):
     schedule: Schedule = Field(default_factory=Schedule)
     escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
     day_seconds: int = Field(default=86400, ge=1)
+    # The first plan version of this enrolment. A lead enrolled again continues its
+    # numbering, so rows, deliveries and log lines of earlier plans never collide.
+    plan_version: int = Field(default=1, ge=1)
     # Continue-as-new after this many history events (Temporal's own hint also counts).
     history_event_limit: int = Field(default=5000, ge=100)
     # Carried across continue-as-new; never set by callers.

@@ -8,6 +8,7 @@ import asyncpg
 from aiogram import Bot, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from temporalio.service import RPCError
 
 from bot.callbacks import LeadAct, LeadCallback, LeadsPage, LeadStatusCallback
 from bot.keyboards import lead_keyboard, leads_keyboard, status_keyboard
@@ -17,6 +18,7 @@ from bot.texts import NOT_YOURS, lead_detail, leads_page
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
 from storage.models import CLOSED_LEAD_STATUSES, Lead
+from storage.users import UserRepository
 from telegram_ui.render import clip
 from workflows.models import TERMINAL_PLAN_STATUSES, PlanState
 
@@ -110,6 +112,17 @@ async def lead_action(
         return
     if act == LeadAct.REGENERATE:
         await query.answer("Drafting a new plan…")
+        current = await plans.state(lead.id)
+        if current is None or current.status in TERMINAL_PLAN_STATUSES:
+            # Nothing open (never started, finished or stopped): a fresh plan, whose draft
+            # the workflow sends with Start plan · Regenerate · Discard.
+            try:
+                await plans.start(lead, await UserRepository(pool).get(lead.telegram_id))
+            except RPCError:
+                await bot.send_message(
+                    query.from_user.id, "⚠️ The planner is unreachable right now. Try again later."
+                )
+            return
         try:
             new = await plans.regenerate(lead.id)
         except ActionRejected as err:
