@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         worker.main()
         return 0
-    import bot.app  # type: ignore[import-not-found]
+    import bot.app
 
     bot.app.main()
     return 0
