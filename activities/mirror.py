@@ -9,34 +9,29 @@ from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
 from storage.models import ReminderStatus, ReminderUpsert
 from storage.reminders import ReminderRepository
-from workflows.models import LogEntry, MirrorRequest, PlanState, StepState
-
-
-def reminder_row(
-    lead_id: int, telegram_id: int, plan_version: int, step: StepState, revision: int
-) -> ReminderUpsert:
-    return ReminderUpsert(
-        lead_id=lead_id,
-        telegram_id=telegram_id,
-        plan_version=plan_version,
-        step_id=step.step_id,
-        action_type=step.action_type,
-        description=step.description,
-        draft_text=step.suggested_text,
-        due_at=step.due_at,
-        status=ReminderStatus(step.status.value),
-        snooze_count=step.snooze_count,
-        reminder_count=step.reminder_count,
-        last_reminded_at=step.last_reminded_at,
-        completed_at=step.completed_at,
-        message_id=step.message_id,
-        revision=revision,
-    )
+from workflows.models import LogEntry, MirrorRequest, PlanState
 
 
 def state_rows(state: PlanState) -> list[ReminderUpsert]:
+    """Every step of the plan as a scheduled_reminders row, stamped with the plan's revision."""
     return [
-        reminder_row(state.lead_id, state.telegram_id, state.plan_version, step, state.revision)
+        ReminderUpsert(
+            lead_id=state.lead_id,
+            telegram_id=state.telegram_id,
+            plan_version=state.plan_version,
+            step_id=step.step_id,
+            action_type=step.action_type,
+            description=step.description,
+            draft_text=step.suggested_text,
+            due_at=step.due_at,
+            status=ReminderStatus(step.status.value),
+            snooze_count=step.snooze_count,
+            reminder_count=step.reminder_count,
+            last_reminded_at=step.last_reminded_at,
+            completed_at=step.completed_at,
+            message_id=step.message_id,
+            revision=state.revision,
+        )
         for step in state.steps
     ]
 

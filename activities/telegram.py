@@ -25,7 +25,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
-from activities.mirror import reminder_row
+from activities.mirror import state_rows
 from storage.activity_log import ActivityLogRepository
 from storage.deliveries import DeliveryLedger
 from storage.leads import LeadRepository
@@ -109,27 +109,26 @@ class TelegramActivities:
 
     @activity.defn(name="send_reminder")
     async def send_reminder(self, req: ReminderRequest) -> ReminderResult:
-        """Send the reminder, then mirror the step as sent (folded in: one activity per reminder)."""
-        name, company = await self._lead_label(req.lead_id)
-        step = req.step
-        text = render.reminder_text(name, company, step, req.position, req.total, req.kind)
-        keyboard = render.reminder_keyboard(req.lead_id, req.plan_version, step)
+        """Send the reminder, then mirror the plan (folded in: one activity per reminder)."""
+        state, step = req.state, req.step
+        position, total = state.position(step.step_id), len(state.steps)
+        name, company = await self._lead_label(state.lead_id)
+        text = render.reminder_text(name, company, step, position, total, req.kind)
+        keyboard = render.reminder_keyboard(state.lead_id, state.plan_version, step)
         message_id, sent_at, fresh = await self._send_once(
-            req.delivery_key, req.telegram_id, req.lead_id, text, keyboard
+            req.delivery_key, state.telegram_id, state.lead_id, text, keyboard
         )
         if fresh:
             late = sent_at - step.due_at if step.due_at and req.kind == ReminderKind.FIRST else None
             metrics.reminder_sent(req.kind.value, None if late is None else late.total_seconds())
-        sent = step.model_copy(update={"message_id": message_id, "last_reminded_at": sent_at})
+        step.message_id, step.last_reminded_at = message_id, sent_at
         async with self._pool.acquire() as conn, conn.transaction():
-            await ReminderRepository(conn).upsert_steps(
-                [reminder_row(req.lead_id, req.telegram_id, req.plan_version, sent, req.revision)]
-            )
+            await ReminderRepository(conn).upsert_steps(state_rows(state))
             await ActivityLogRepository(conn).add(
-                req.lead_id,
-                req.telegram_id,
+                state.lead_id,
+                state.telegram_id,
                 "step_reminded",
-                f"step {req.position} of {req.total}: reminder {step.reminder_count}",
+                f"step {position} of {total}: reminder {step.reminder_count}",
                 metadata={
                     "step_id": step.step_id,
                     "message_id": message_id,

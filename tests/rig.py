@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
+from temporalio.worker import Worker
 
 from settings import Settings
 from storage.leads import LeadRepository
@@ -76,10 +77,31 @@ async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 
 
 
 class PlanRig:
-    def __init__(self, client: Client, pool: asyncpg.Pool, telegram: Any) -> None:
+    def __init__(
+        self,
+        client: Client,
+        pool: asyncpg.Pool,
+        telegram: Any,
+        make_workers: Callable[[], list[Worker]] | None = None,
+    ) -> None:
         self.client = client
         self.pool = pool
         self.telegram = telegram
+        self._make_workers = make_workers
+        self._workers: list[Worker] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start_workers(self) -> None:
+        """Production workers, as worker.py builds them (again, after stop_workers)."""
+        assert self._make_workers is not None and not self._workers
+        self._workers = self._make_workers()
+        self._tasks = [asyncio.create_task(w.run()) for w in self._workers]
+
+    async def stop_workers(self) -> None:
+        """Graceful shutdown, as on a deploy."""
+        await asyncio.gather(*(w.shutdown() for w in self._workers), return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._workers, self._tasks = [], []
 
     async def new_lead(self, owner: int = OWNER, name: str = "Ada Lovelace") -> int:
         if owner not in self.telegram.chats:
@@ -140,18 +162,17 @@ async def plan_rig(
         **settings,
     )
     bot = make_bot(cfg.telegram_bot_token, cfg.telegram_api_base)
-    workers = create_workers(client, pool, bot, cfg)
-    tasks = [asyncio.create_task(w.run()) for w in workers]
+    rig = PlanRig(client, pool, telegram, lambda: create_workers(client, pool, bot, cfg))
+    rig.start_workers()
     try:
-        yield PlanRig(client, pool, telegram)
+        yield rig
     finally:
-        # End this test's plans while its workers still run: a plan left open on a shared
-        # server would be picked up by the next test's workers, against another database.
+        # End this test's plans: a plan left open on a shared server would be picked up
+        # by the next test's workers, against another database.
         for row in await pool.fetch("SELECT id FROM lead_registry"):
             with contextlib.suppress(RPCError):
                 await plan_handle(client, row["id"]).terminate("test over")
-        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await rig.stop_workers()
         await bot.session.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import time
+from datetime import UTC, datetime, time
 from typing import Any
 
 import asyncpg
@@ -18,7 +18,7 @@ from tests.conftest import TEMPORAL_CLI
 from tests.rig import OWNER, eventually, plan_rig
 from workflows import search_attributes as sa
 from workflows.engagement_plan import EngagementPlanWorkflow
-from workflows.models import PauseRequest, PlanStatus, Schedule, StepStatus
+from workflows.models import PauseRequest, PlanStatus, Schedule, StepAction, StepStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("distinct_lead_ids")]
 
@@ -176,3 +176,30 @@ async def test_telegram_queue_is_rate_limited_by_the_server(
     # fifteen sends take a fraction of a second; at 5/s they take about three.
     times = [c.at for c in telegram.calls("sendMessage", ok=True)]
     assert times[-1] - times[15] >= 2.0, [round(t - times[0], 2) for t in times]
+
+
+async def test_a_reminder_due_while_no_worker_runs_goes_out_once_one_is_back(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """Workers can be down (a deploy, a crash): the due reminder waits in Temporal and goes
+    out exactly once when a worker is back. Real time: a plan day is 2 s here."""
+    async with plan_rig(dev_env.client, db_url, pool, telegram) as rig:
+        lead = await rig.new_lead()
+        handle = await rig.start(lead, approved=True, schedule=ANYTIME, day_seconds=2)
+        state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+        state = await handle.execute_update(
+            EngagementPlanWorkflow.complete_step, StepAction(step_id=1, plan_version=1)
+        )
+        due = state.steps[1].due_at  # 2 plan days = 4 s from now
+        assert due is not None
+        await rig.stop_workers()
+        await asyncio.sleep((due - datetime.now(UTC)).total_seconds() + 2)
+        assert len(telegram.sent(OWNER)) == 1  # due, but nobody to send it
+        rig.start_workers()
+        state = await rig.wait_state(handle, lambda s: s.steps[1].status == StepStatus.SENT)
+        assert len(telegram.sent(OWNER)) == 2
+        for e in (await handle.fetch_history()).events:
+            print(
+                "EV", e.event_id, e.event_time.ToDatetime().isoformat(), e.WhichOneof("attributes")
+            )
+        await rig.assert_mirror_matches(state)

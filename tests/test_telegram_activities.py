@@ -19,7 +19,7 @@ from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
 from telegram_ui.callbacks import StepCallback
 from telegram_ui.session import make_bot
-from workflows.models import ReminderKind, ReminderRequest, StepState, StepStatus
+from workflows.models import PlanState, ReminderKind, ReminderRequest, StepState, StepStatus
 
 OWNER = 777
 
@@ -42,10 +42,11 @@ async def reminder(
         step_id=1, action_type="email", description="Intro <email>", suggested_text=text, delay_days=0,
         status=StepStatus.SENT, reminder_count=1,
     )  # fmt: skip
-    return ReminderRequest(
-        lead_id=lead.id, telegram_id=OWNER, plan_version=1, step=step, position=1, total=6,
-        kind=ReminderKind.FIRST, revision=3, delivery_key=key,
-    )  # fmt: skip
+    later = StepState(step_id=2, action_type="call", description="Call", delay_days=3)
+    state = PlanState(
+        lead_id=lead.id, telegram_id=OWNER, steps=[step, later], current_step_id=1, revision=3
+    )
+    return ReminderRequest(state=state, step_id=1, kind=ReminderKind.FIRST, delivery_key=key)
 
 
 async def test_send_is_recorded_mirrored_and_never_repeated(
@@ -57,14 +58,16 @@ async def test_send_is_recorded_mirrored_and_never_repeated(
     again = await ActivityEnvironment().run(acts.send_reminder, req)  # a retry after a lost ack
     assert first.message_id == again.message_id
     assert len(telegram.sent(OWNER)) == 1
-    row = await ReminderRepository(pool).get_by_lead_and_step(req.lead_id, 1)
-    assert row is not None
-    assert (row.status.value, row.reminder_count, row.message_id) == ("sent", 1, first.message_id)
+    rows = await ReminderRepository(pool).get_for_lead(req.state.lead_id)
+    assert [(r.step_id, r.status.value, r.reminder_count, r.message_id) for r in rows] == [
+        (1, "sent", 1, first.message_id),
+        (2, "pending", 0, None),
+    ]  # the whole plan is mirrored with the send
     msg = telegram.last_sent(OWNER)
     assert "Intro <email>" in (msg.text or "") and "ACME & Co" in (msg.text or "")
     data = [b.callback_data for b in msg.buttons]
     assert all(d is not None and len(d.encode()) <= 64 for d in data)
-    assert StepCallback.unpack(data[0]).lead_id == req.lead_id
+    assert StepCallback.unpack(data[0]).lead_id == req.state.lead_id
 
 
 async def test_lost_response_sends_at_most_twice(

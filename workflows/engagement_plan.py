@@ -201,24 +201,20 @@ class EngagementPlanWorkflow:
 
     async def _send_reminder(self, step: StepState, kind: ReminderKind) -> None:
         st = self._state
-        now = workflow.now()
         st.revision += 1
-        sent = step.model_copy(
-            update={
-                "status": StepStatus.SENT,
-                "reminder_count": step.reminder_count + 1,
-                "last_reminded_at": now,
-            }
-        )
+        # The plan as it will be once sent: the activity mirrors all of it, so every
+        # write, the hot path's included, leaves the rows equal to the workflow's state.
+        snapshot = st.model_copy(deep=True)
+        sent = snapshot.step(step.step_id)
+        assert sent is not None
+        sent.status = StepStatus.SENT
+        sent.reminder_count += 1
+        sent.last_reminded_at = workflow.now()
+        position = st.position(step.step_id)
         req = ReminderRequest(
-            lead_id=st.lead_id,
-            telegram_id=st.telegram_id,
-            plan_version=st.plan_version,
-            step=sent,
-            position=st.position(step.step_id),
-            total=len(st.steps),
+            state=snapshot,
+            step_id=step.step_id,
             kind=kind,
-            revision=st.revision,
             delivery_key=(
                 f"lead-{st.lead_id}:v{st.plan_version}:s{step.step_id}"
                 f":r{step.snooze_count}:n{sent.reminder_count}"
@@ -232,7 +228,7 @@ class EngagementPlanWorkflow:
                 task_queue=TELEGRAM_TASK_QUEUE,
                 start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=SEND_RETRY,
-                summary=f"remind step {req.position} of {req.total} ({kind.value})",
+                summary=f"remind step {position} of {len(st.steps)} ({kind.value})",
             )
         except ActivityError as err:
             await self._block(step, err)

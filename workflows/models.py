@@ -265,18 +265,19 @@ class ReminderKind(StrEnum):
 
 
 class ReminderRequest(BaseModel):
-    """Send one reminder and mirror it: `step` is the step as it will be once sent."""
+    """Send one reminder and mirror the plan: `state` is the plan as it will be once sent."""
 
-    lead_id: int
-    telegram_id: int
-    plan_version: int
-    step: StepState
-    position: int
-    total: int
+    state: PlanState
+    step_id: int
     kind: ReminderKind
-    revision: int
     # Unique per (lead, plan version, step, round, reminder): the delivery ledger key.
     delivery_key: str
+
+    @property
+    def step(self) -> StepState:
+        step = self.state.step(self.step_id)
+        assert step is not None
+        return step
 
 
 class ReminderResult(BaseModel):
