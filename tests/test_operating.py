@@ -198,8 +198,4 @@ async def test_a_reminder_due_while_no_worker_runs_goes_out_once_one_is_back(
         rig.start_workers()
         state = await rig.wait_state(handle, lambda s: s.steps[1].status == StepStatus.SENT)
         assert len(telegram.sent(OWNER)) == 2
-        for e in (await handle.fetch_history()).events:
-            print(
-                "EV", e.event_id, e.event_time.ToDatetime().isoformat(), e.WhichOneof("attributes")
-            )
         await rig.assert_mirror_matches(state)
