@@ -11,12 +11,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
 from storage.leads import LeadRepository
@@ -37,10 +42,11 @@ from workflows.models import (
 
 log = logging.getLogger("leadpilot.bot")
 
-T = TypeVar("T")
 
 # A query needs a worker to answer; the bot must not hang when none is running.
 QUERY_TIMEOUT = timedelta(seconds=5)
+# A tap must be answered quickly even when no worker runs; the callback answer says so.
+UPDATE_TIMEOUT = timedelta(seconds=10)
 # How many plans a bulk action (/pause, /timezone …) touches at once.
 BULK_CONCURRENCY = 8
 MAX_BULK_LEADS = 1000
@@ -111,67 +117,55 @@ class PlanService:
             log.info("no plan state for lead %s: %s", lead_id, err)
             return None
 
-    async def _update(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _update(self, lead_id: int, update: Any, *arg: Any) -> PlanState:
+        """Run one update; every way it can fail becomes an ActionRejected with a reason."""
         try:
-            return await call()
+            state: PlanState = await self.handle(lead_id).execute_update(
+                update, *arg, rpc_timeout=UPDATE_TIMEOUT
+            )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
             raise ActionRejected(reason) from err
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            # No worker took it in time (a deploy, an outage); it is applied when one does.
+            raise ActionRejected(
+                "⏳ taking longer than usual; the plan will catch up, check it in a minute"
+            ) from err
         except RPCError as err:
-            # NOT_FOUND: no plan, or it already finished.
-            raise ActionRejected("plan already finished") from err
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise ActionRejected("plan already finished") from err
+            raise ActionRejected("the planner is unreachable right now; try again later") from err
+        return state
 
     async def complete(self, lead_id: int, version: int, step_id: int) -> PlanState:
         action = StepAction(step_id=step_id, plan_version=version)
-        return await self._update(
-            lambda: self.handle(lead_id).execute_update(
-                EngagementPlanWorkflow.complete_step, action
-            )
-        )
+        return await self._update(lead_id, EngagementPlanWorkflow.complete_step, action)
 
     async def skip(self, lead_id: int, version: int, step_id: int) -> PlanState:
         action = StepAction(step_id=step_id, plan_version=version)
-        return await self._update(
-            lambda: self.handle(lead_id).execute_update(EngagementPlanWorkflow.skip_step, action)
-        )
+        return await self._update(lead_id, EngagementPlanWorkflow.skip_step, action)
 
     async def snooze(self, lead_id: int, version: int, step_id: int, days: int) -> PlanState:
         action = SnoozeAction(step_id=step_id, plan_version=version, days=days)
-        return await self._update(
-            lambda: self.handle(lead_id).execute_update(EngagementPlanWorkflow.snooze_step, action)
-        )
+        return await self._update(lead_id, EngagementPlanWorkflow.snooze_step, action)
 
     async def approve(self, lead_id: int) -> PlanState:
-        return await self._update(
-            lambda: self.handle(lead_id).execute_update(EngagementPlanWorkflow.approve)
-        )
+        return await self._update(lead_id, EngagementPlanWorkflow.approve)
 
     async def regenerate(self, lead_id: int) -> PlanState:
         return await self._update(
-            lambda: self.handle(lead_id).execute_update(
-                EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=None)
-            )
+            lead_id, EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=None)
         )
 
     async def pause(self, lead_id: int, until: datetime | None = None) -> PlanState:
-        return await self._update(
-            lambda: self.handle(lead_id).execute_update(
-                EngagementPlanWorkflow.pause, PauseRequest(until=until)
-            )
-        )
+        return await self._update(lead_id, EngagementPlanWorkflow.pause, PauseRequest(until=until))
 
     async def resume(self, lead_id: int) -> PlanState:
-        return await self._update(
-            lambda: self.handle(lead_id).execute_update(EngagementPlanWorkflow.resume)
-        )
+        return await self._update(lead_id, EngagementPlanWorkflow.resume)
 
     async def set_schedule(self, lead_id: int, schedule: Schedule) -> PlanState:
-        return await self._update(
-            lambda: self.handle(lead_id).execute_update(
-                EngagementPlanWorkflow.set_schedule, schedule
-            )
-        )
+        return await self._update(lead_id, EngagementPlanWorkflow.set_schedule, schedule)
 
     async def cancel(self, lead_id: int, reason: str) -> None:
         """The cancel signal is idempotent; a finished or missing plan has nothing to stop."""

@@ -358,3 +358,23 @@ async def test_run_bot_serves_and_stops_gracefully(
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+@pytest.mark.e2e
+async def test_a_tap_while_no_worker_runs_is_answered_and_applied_later(slow: BotStack) -> None:
+    """Workers down (a deploy): the tap is answered within seconds, not left spinning, and
+    the plan applies it once a worker is back."""
+    lead_id, step1 = await started_plan(slow, ALICE)
+    await slow.rig.stop_workers()
+    answer = await slow.tap(ALICE, step1, "Done")
+    assert "taking longer than usual" in answer.lower()
+    slow.rig.start_workers()
+    state = await eventually(
+        lambda: _state_if(slow, lead_id, lambda s: s.steps[0].status == StepStatus.COMPLETED)
+    )
+    assert state.current_step_id == 2
+
+
+async def _state_if(stack: BotStack, lead_id: int, check: Any) -> Any:
+    state = await stack.state(lead_id)
+    return state if check(state) else None
