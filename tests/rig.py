@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any, TypeVar
 
 import asyncpg
@@ -20,7 +20,7 @@ from storage.reminders import ReminderRepository
 from telegram_ui.session import make_bot
 from temporal_client import PlanHandle, plan_handle, start_plan
 from worker import create_workers
-from workflows.models import PlanInput, PlanState, PlanStep
+from workflows.models import PlanInput, PlanState, PlanStep, Schedule
 
 T = TypeVar("T")
 
@@ -62,6 +62,10 @@ STEPS = [
 ]
 
 OWNER = 4242
+# Every minute of every day: due times stay exactly where the plan puts them.
+ANYTIME = Schedule(
+    timezone="UTC", window_start=time(0), window_end=time(23, 59, 59), workdays_only=False
+)
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:

@@ -22,7 +22,7 @@ from temporalio.worker import Replayer
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
-from tests.rig import OWNER, STEPS, local, plan_rig
+from tests.rig import ANYTIME, OWNER, STEPS, local, plan_rig
 from workflows.engagement_plan import EngagementPlanWorkflow
 from workflows.models import (
     CancelRequest,
@@ -40,9 +40,6 @@ from workflows.sandbox import workflow_runner
 from workflows.timing import fit_to_window
 
 HISTORY_FILE = Path(__file__).parent / "histories" / "three_week_plan.json"
-ANYTIME = Schedule(
-    timezone="UTC", window_start=time(0), window_end=time(23, 59, 59), workdays_only=False
-)
 BERLIN = Schedule(timezone="Europe/Berlin")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -15,16 +15,12 @@ from temporalio.testing import WorkflowEnvironment
 from storage.activity_log import ActivityLogRepository
 from storage.reminders import ReminderRepository
 from tests.conftest import TEMPORAL_CLI
-from tests.rig import OWNER, eventually, plan_rig
+from tests.rig import ANYTIME, OWNER, eventually, plan_rig
 from workflows import search_attributes as sa
 from workflows.engagement_plan import EngagementPlanWorkflow
-from workflows.models import PauseRequest, PlanStatus, Schedule, StepAction, StepStatus
+from workflows.models import PauseRequest, PlanStatus, StepAction, StepStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("distinct_lead_ids")]
-
-ANYTIME = Schedule(
-    timezone="UTC", window_start=time(0), window_end=time(23, 59, 59), workdays_only=False
-)
 
 
 async def cli(env: WorkflowEnvironment, *args: str) -> Any:
