@@ -163,6 +163,8 @@ class PlanState(BaseModel):
     cancel_reason: str | None = None
     # Why the last plan generation failed, shown to the owner.
     last_error: str | None = None
+    # A new draft is being generated (Regenerate); it arrives as a plan-ready notice.
+    drafting: bool = False
     schedule: Schedule = Field(default_factory=Schedule)
     # Monotonic counter of mirror writes; the database keeps the newest.
     revision: int = 0
@@ -218,6 +220,12 @@ class StepAction(BaseModel):
 
 class SnoozeAction(StepAction):
     days: int = Field(ge=1, le=30)
+
+
+class ApproveRequest(BaseModel):
+    """Start the drafted plan the owner saw; another version is refused as already handled."""
+
+    plan_version: int | None = None
 
 
 class PauseRequest(BaseModel):
@@ -280,10 +288,21 @@ class ReminderRequest(BaseModel):
         return step
 
 
+class NotSentReason(StrEnum):
+    """Why the send activity sent nothing: the reminder was no longer wanted."""
+
+    # The step was answered, skipped or cancelled, or its plan replaced, meanwhile.
+    STEP_CLOSED = "step_closed"
+    # The lead was closed (won/lost); the plan must end.
+    LEAD_CLOSED = "lead_closed"
+
+
 class ReminderResult(BaseModel):
-    message_id: int
-    sent_at: datetime
-    resent: bool = False
+    """What the send did: a message id and time, or the reason it sent nothing."""
+
+    message_id: int | None = None
+    sent_at: datetime | None = None
+    not_sent: NotSentReason | None = None
 
 
 class NoticeKind(StrEnum):
