@@ -1,0 +1,142 @@
+"""Histories recorded from released workflow code must keep replaying (versioning).
+
+Each JSON file in tests/histories/ is one released shape of a plan's history. A change
+to the workflow that alters its command sequence for any of them must sit behind
+`workflow.patched`, or this test fails. Files are never overwritten: record a new
+shape with `LEADPILOT_RECORD_HISTORY=1 ./scripts/test tests/test_histories.py`, which
+writes only the files that are missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
+
+from tests.rig import ANYTIME, OWNER, PlanRig, plan_rig
+from tests.test_engagement_plan import advance, answer, plan_replayer
+from workflows.engagement_plan import EngagementPlanWorkflow
+from workflows.models import (
+    CancelRequest,
+    PauseRequest,
+    PlanStatus,
+    PlanStep,
+    ReplacePlanRequest,
+    StepStatus,
+)
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORD = bool(os.environ.get("LEADPILOT_RECORD_HISTORY"))
+
+Scenario = Callable[[PlanRig, WorkflowEnvironment], Awaitable[Any]]
+
+
+async def escalation_and_auto_snooze(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+    handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
+    await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+    for count in (2, 3):
+        await advance(env, timedelta(hours=25 if count == 2 else 49))
+        await rig.wait_state(handle, lambda s, c=count: s.steps[0].reminder_count == c)
+    await advance(env, timedelta(hours=25))
+    await rig.wait_state(handle, lambda s: s.steps[0].snooze_count == 1)
+    await advance(env, timedelta(days=7, hours=1))
+    state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+    await answer(handle, EngagementPlanWorkflow.complete_step, state)
+    return handle
+
+
+async def pause_and_resume(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+    handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
+    state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+    await answer(handle, EngagementPlanWorkflow.complete_step, state)
+    await advance(env, timedelta(days=1))
+    await handle.execute_update(EngagementPlanWorkflow.pause, PauseRequest())
+    await advance(env, timedelta(days=3))
+    await handle.execute_update(EngagementPlanWorkflow.resume)
+    await advance(env, timedelta(hours=6))
+    back = await env.get_current_time() + timedelta(days=2)
+    await handle.execute_update(EngagementPlanWorkflow.pause, PauseRequest(until=back))
+    await advance(env, timedelta(days=2, hours=1))
+    await rig.wait_state(handle, lambda s: s.status == PlanStatus.ACTIVE)
+    await advance(env, timedelta(days=1))
+    await rig.wait_state(handle, lambda s: s.steps[1].status == StepStatus.SENT)
+    return handle
+
+
+async def replace_plan_after_a_send(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+    handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
+    await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+    new_steps = [
+        PlanStep(step_id=i, action_type="call", description=f"Call {i}", delay_days=i)
+        for i in range(1, 6)
+    ]
+    await handle.execute_update(
+        EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=new_steps)
+    )
+    await advance(env, timedelta(days=1, hours=1))
+    state = await rig.wait_state(
+        handle, lambda s: s.plan_version == 2 and s.steps[0].status == StepStatus.SENT
+    )
+    await answer(handle, EngagementPlanWorkflow.skip_step, state)
+    return handle
+
+
+async def cancel_while_escalating(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+    handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
+    await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+    await advance(env, timedelta(hours=25))
+    await rig.wait_state(handle, lambda s: s.steps[0].reminder_count == 2)
+    await handle.signal(EngagementPlanWorkflow.cancel, CancelRequest(reason="lead closed_lost"))
+    await handle.result()
+    return handle
+
+
+async def blocked_then_resumed(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+    rig.telegram.add_user(OWNER)
+    rig.telegram.block(OWNER)
+    handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
+    await rig.wait_state(handle, lambda s: s.status == PlanStatus.BLOCKED)
+    rig.telegram.unblock(OWNER)
+    await handle.execute_update(EngagementPlanWorkflow.resume)
+    state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+    await answer(handle, EngagementPlanWorkflow.complete_step, state)
+    return handle
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "escalation_auto_snooze": escalation_and_auto_snooze,
+    "pause_resume": pause_and_resume,
+    "replace_plan_after_send": replace_plan_after_a_send,
+    "cancel_while_escalating": cancel_while_escalating,
+    "blocked_resume": blocked_then_resumed,
+}
+
+
+@pytest.mark.skipif(not RECORD, reason="set LEADPILOT_RECORD_HISTORY=1 to record missing histories")
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_record_history(
+    name: str, ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    target = HISTORIES / f"{name}.json"
+    if target.exists():
+        pytest.skip(f"{target.name} is released; record a new shape under a new name")
+    async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
+        handle = await SCENARIOS[name](rig, ts_env)
+        history = await handle.fetch_history()
+    await plan_replayer().replay_workflow(history)
+    target.write_text(history.to_json())
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+def test_released_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(f"lead-{path.stem}", path.read_text())
+    assert len(history.events) > 10
+    asyncio.run(plan_replayer().replay_workflow(history))
