@@ -53,7 +53,12 @@ def create_workers(
         settings.openai_model,
     )
     mirror = MirrorActivities(pool)
-    telegram = TelegramActivities(bot, pool)
+    telegram = TelegramActivities(
+        bot,
+        pool,
+        request_timeout=settings.telegram_request_timeout,
+        chat_spacing=settings.chat_spacing_seconds,
+    )
     return [
         Worker(
             client,

@@ -28,3 +28,17 @@ def send_error(kind: str) -> None:
     activity.metric_meter().create_counter(
         "leadpilot_send_errors", "Failed Telegram sends by kind"
     ).add(1, {"kind": kind})
+
+
+def reminder_withheld(reason: str) -> None:
+    """A due reminder not sent because its step was answered or its lead closed meanwhile."""
+    activity.metric_meter().create_counter(
+        "leadpilot_reminders_withheld", "Reminders not sent: no longer wanted"
+    ).add(1, {"reason": reason})
+
+
+def send_waited(kind: str) -> None:
+    """An attempt that stepped back: another attempt held the lease, or the chat is paced."""
+    activity.metric_meter().create_counter(
+        "leadpilot_send_waits", "Send attempts retried later by design"
+    ).add(1, {"kind": kind})

@@ -1,14 +1,33 @@
-"""Telegram sends: reminders and notices, behind a delivery ledger.
+"""Telegram sends: reminders and notices, behind a leased delivery ledger and per-chat pacing.
 
 Error mapping (SPEC §4): 429 → retry after exactly `retry_after`; 5xx and network
 errors → raise as is, Temporal retries with backoff; 403 → non-retryable
 "BotBlocked", the workflow marks the plan blocked; 400 → non-retryable "BadRequest".
+
+Delivery contract (what the workflow relies on):
+- A reminder whose step was answered, skipped or cancelled, or whose plan was replaced,
+  returns `ReminderResult(not_sent=STEP_CLOSED)`; for a closed (or deleted) lead
+  `not_sent=LEAD_CLOSED`. Nothing is sent and the mirror is not written. A delivery that
+  already went out (ledger row sent) is reported as sent even if the step closed since.
+- While another attempt of the same delivery may still be in flight (its lease is live)
+  the attempt raises a retryable, benign `ApplicationError(type="DeliveryLeased")` with
+  `next_retry_delay` = the lease's remaining time; a chat's send slot further away than
+  one attempt can wait raises benign "ChatPaced" with `next_retry_delay` ≈ the slot.
+- The HTTP timeout (15 s) plus the longest in-attempt slot wait stays under the
+  activity's 30-s start-to-close; the attempt heartbeats every 2 s (heartbeat timeout
+  10 s), so a killed worker's send is retried in seconds, after the lease.
+- The message id of a send whose ledger write failed (database down) travels to the
+  next attempt in the heartbeat details, so that attempt records it instead of resending.
 """
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import asyncpg
 from aiogram import Bot
@@ -22,22 +41,37 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardMarkup, Message
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import metrics
 from activities.mirror import state_rows
 from storage.activity_log import ActivityLogRepository
-from storage.deliveries import DeliveryLedger
+from storage.deliveries import DeliveryLedger, LeaseHeld, Withdrawn, reminder_withdrawn
 from storage.leads import LeadRepository
+from storage.pacing import ChatPacer
 from storage.reminders import ReminderRepository
 from telegram_ui import render
 from workflows.models import (
     NoticeKind,
     NoticeRequest,
+    NotSentReason,
     ReminderKind,
     ReminderRequest,
     ReminderResult,
 )
+
+T = TypeVar("T")
+
+# Seconds. The HTTP timeout must stay below the workflow's 30-s start-to-close, minus the
+# longest slot wait inside one attempt, so an attempt always learns how its send ended.
+REQUEST_TIMEOUT = 15
+LEASE_MARGIN = 5.0
+HEARTBEAT_EVERY = 2.0
+MAX_SLOT_WAIT = 8.0
+# Writing the ledger after a send: retry a lost database until this long into the attempt.
+COMPLETE_DEADLINE = 26.0
+
+_DB_DOWN = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
 async def deliver(send: Callable[[], Awaitable[Message]]) -> Message:
@@ -69,12 +103,88 @@ async def deliver(send: Callable[[], Awaitable[Message]]) -> Message:
         raise
 
 
+async def heartbeating(work: Awaitable[T], *details: Any) -> T:
+    """Await `work`, heartbeating meanwhile, so Temporal can tell a slow send from a dead worker."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+            if task in done:
+                return task.result()
+            activity.heartbeat(*details)
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def _waiting(kind: str, message: str, seconds: float) -> ApplicationError:
+    """A retry that is part of normal operation: benign, so it is not logged as a failure."""
+    return ApplicationError(
+        message,
+        type=kind,
+        next_retry_delay=timedelta(seconds=max(0.5, seconds)),
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: int
+    sent_at: datetime
+    # Whether this attempt (or the earlier one whose answer it carries) sent it.
+    fresh: bool
+
+
+@dataclass
+class _Attempt:
+    """One activity attempt's view of one delivery."""
+
+    key: str
+    attempt_id: str
+    started_at: datetime
+    t0: float
+    details: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def now(cls, key: str) -> _Attempt:
+        info = activity.info()
+        attempt_id = f"{info.workflow_id}/{info.activity_id}#{info.attempt}:{uuid.uuid4().hex[:8]}"
+        return cls(key, attempt_id, info.started_time, asyncio.get_running_loop().time())
+
+    def clock(self) -> datetime:
+        """Temporal's clock (the attempt's start) plus what has elapsed since: agrees with
+        workflow time, also on the time-skipping test server."""
+        return self.started_at + timedelta(seconds=asyncio.get_running_loop().time() - self.t0)
+
+    def elapsed(self) -> float:
+        return asyncio.get_running_loop().time() - self.t0
+
+    def carried(self) -> tuple[int, datetime] | None:
+        """A send of this delivery by an earlier attempt that could not record it."""
+        for item in activity.info().heartbeat_details:
+            if isinstance(item, dict) and item.get("key") == self.key and item.get("message_id"):
+                self.details = [item]
+                return int(item["message_id"]), datetime.fromisoformat(item["sent_at"])
+        return None
+
+
 class TelegramActivities:
     """Holds the Bot and the pool; runs on its own task queue, rate-limited by the server."""
 
-    def __init__(self, bot: Bot, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        pool: asyncpg.Pool,
+        *,
+        request_timeout: int = REQUEST_TIMEOUT,
+        chat_spacing: float = 1.1,
+        lease_margin: float = LEASE_MARGIN,
+    ) -> None:
         self._bot = bot
         self._pool = pool
+        self._request_timeout = request_timeout
+        self._lease_seconds = request_timeout + lease_margin
+        self._pacer = ChatPacer(pool, chat_spacing)
 
     async def _lead_label(self, lead_id: int) -> tuple[str, str | None]:
         lead = await LeadRepository(self._pool).get(lead_id)
@@ -87,25 +197,86 @@ class TelegramActivities:
         lead_id: int,
         text: str,
         keyboard: InlineKeyboardMarkup | None,
-    ) -> tuple[int, datetime, bool]:
-        """Send unless the ledger shows this exact delivery already went out.
-
-        Returns the message id, when it went out, and whether this call sent it.
-        """
+        withdrawn: Callable[[], Awaitable[Withdrawn | None]] | None = None,
+    ) -> Sent | Withdrawn:
+        """Send unless the ledger shows this exact delivery already went out, another
+        attempt may be sending it, or (`withdrawn`) it is no longer wanted."""
         ledger = DeliveryLedger(self._pool)
-        delivery = await ledger.begin(delivery_key, chat_id, lead_id)
-        if delivery.already_sent:
-            assert delivery.message_id is not None
-            return delivery.message_id, delivery.updated_at, False
-        message = await deliver(
-            lambda: self._bot.send_message(
-                chat_id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard
+        attempt = _Attempt.now(delivery_key)
+        carried = attempt.carried()
+        if carried is not None:
+            activity.heartbeat(*attempt.details)
+            return await self._record(attempt, *carried)
+        existing = await ledger.get(delivery_key)
+        if existing is not None and existing.already_sent:
+            assert existing.message_id is not None
+            return Sent(existing.message_id, existing.sent_at or existing.updated_at, False)
+        held = await ledger.lease_remaining(delivery_key, attempt.attempt_id)
+        if held is not None:
+            raise self._leased(held)
+        if withdrawn is not None and (reason := await withdrawn()) is not None:
+            return reason
+        await ledger.begin(delivery_key, chat_id, lead_id)
+        wait = await self._pacer.slot_wait(chat_id, delivery_key)
+        if wait > MAX_SLOT_WAIT:
+            metrics.send_waited("chat_paced")
+            raise _waiting("ChatPaced", f"chat {chat_id} is paced; slot in {wait:.1f}s", wait - 2)
+        if wait > 0:
+            await heartbeating(asyncio.sleep(wait))
+        leased = await ledger.acquire(delivery_key, attempt.attempt_id, self._lease_seconds)
+        if isinstance(leased, LeaseHeld):
+            raise self._leased(leased)
+        if leased.already_sent:
+            assert leased.message_id is not None
+            return Sent(leased.message_id, leased.sent_at or leased.updated_at, False)
+        if withdrawn is not None and (reason := await withdrawn()) is not None:
+            await ledger.release(delivery_key, attempt.attempt_id)
+            return reason
+        try:
+            message = await heartbeating(
+                deliver(
+                    lambda: self._bot.send_message(
+                        chat_id,
+                        text,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=keyboard,
+                        request_timeout=self._request_timeout,
+                    )
+                )
             )
+        except (ApplicationError, TelegramServerError):
+            # Telegram answered: nothing went out, the next attempt need not wait.
+            await ledger.release(delivery_key, attempt.attempt_id)
+            raise
+        # Network errors and timeouts keep the lease: the message may still land.
+        return await self._record(attempt, message.message_id, attempt.clock())
+
+    async def _record(self, attempt: _Attempt, message_id: int, sent_at: datetime) -> Sent:
+        """Complete the ledger row; while the database is away, keep the message id in the
+        heartbeat details so the next attempt records it instead of sending again."""
+        attempt.details = [
+            {"key": attempt.key, "message_id": message_id, "sent_at": sent_at.isoformat()}
+        ]
+        activity.heartbeat(*attempt.details)
+        delay = 0.5
+        while True:
+            try:
+                await DeliveryLedger(self._pool).complete(attempt.key, message_id, sent_at)
+                return Sent(message_id, sent_at, True)
+            except _DB_DOWN:
+                if attempt.elapsed() + delay > COMPLETE_DEADLINE:
+                    raise
+            await heartbeating(asyncio.sleep(delay), *attempt.details)
+            delay = min(delay * 2, 4.0)
+
+    def _leased(self, held: LeaseHeld) -> ApplicationError:
+        metrics.send_waited("leased")
+        return _waiting(
+            "DeliveryLeased",
+            f"an earlier attempt ({held.attempt_id}) may still be sending; "
+            f"lease ends in {held.remaining:.1f}s",
+            held.remaining + 0.5,
         )
-        await ledger.complete(delivery_key, message.message_id)
-        # The server's clock, not the host's: the attempt's start is when the message
-        # went out (to within a request), and it agrees with workflow time in tests.
-        return message.message_id, activity.info().started_time, True
 
     @activity.defn(name="send_reminder")
     async def send_reminder(self, req: ReminderRequest) -> ReminderResult:
@@ -115,10 +286,21 @@ class TelegramActivities:
         name, company = await self._lead_label(state.lead_id)
         text = render.reminder_text(name, company, step, position, total, req.kind)
         keyboard = render.reminder_keyboard(state.lead_id, state.plan_version, step)
-        message_id, sent_at, fresh = await self._send_once(
-            req.delivery_key, state.telegram_id, state.lead_id, text, keyboard
+
+        async def withdrawn() -> Withdrawn | None:
+            return await reminder_withdrawn(
+                self._pool, state.lead_id, state.plan_version, step.step_id
+            )
+
+        outcome = await self._send_once(
+            req.delivery_key, state.telegram_id, state.lead_id, text, keyboard, withdrawn
         )
-        if fresh:
+        if isinstance(outcome, Withdrawn):
+            metrics.reminder_withheld(outcome.value)
+            activity.logger.info("reminder %s not sent: %s", req.delivery_key, outcome.value)
+            return ReminderResult(not_sent=NotSentReason(outcome.value))
+        message_id, sent_at = outcome.message_id, outcome.sent_at
+        if outcome.fresh:
             late = sent_at - step.due_at if step.due_at and req.kind == ReminderKind.FIRST else None
             metrics.reminder_sent(req.kind.value, None if late is None else late.total_seconds())
         step.message_id, step.last_reminded_at = message_id, sent_at
@@ -147,11 +329,12 @@ class TelegramActivities:
             if req.kind == NoticeKind.PLAN_READY
             else None
         )
-        message_id, _, _ = await self._send_once(
+        outcome = await self._send_once(
             req.delivery_key,
             state.telegram_id,
             state.lead_id,
             render.notice_text(req, name, company),
             keyboard,
         )
-        return message_id
+        assert isinstance(outcome, Sent)  # notices are never withdrawn
+        return outcome.message_id

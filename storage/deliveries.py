@@ -1,14 +1,35 @@
 """telegram_deliveries: the ledger that bounds duplicate Telegram sends (SPEC §4).
 
-Protocol for a sender: `begin(key)` before sending; if the returned row is already sent,
-reuse its message_id instead of sending; otherwise send and `complete(key, message_id)`.
-A crash between send and complete can still duplicate one message, never more per attempt.
+Protocol for a sender:
+1. `begin(key)` records the attempt; a row that is already sent is reused, never resent.
+2. `acquire(key, attempt_id, seconds)` leases the delivery right before the HTTP call.
+   It succeeds only if no other attempt holds an unexpired lease, so a second attempt
+   never sends while an earlier one may still be in flight.
+3. Send with an HTTP timeout shorter than the lease, then `complete(key, …)`; on an answer
+   that proves nothing went out (429, 4xx, 5xx) `release(key, attempt_id)`.
+
+A duplicate remains possible only when Telegram delivered a message but its answer never
+arrived (timeout, dropped connection, a crash before `complete`) and the lease expired.
+
+All lease arithmetic uses the database's clock, so workers with skewed clocks agree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
 from storage.db import Queryable
 from storage.models import Delivery
+
+
+@dataclass(frozen=True)
+class LeaseHeld:
+    """Another attempt may be sending: wait `remaining` seconds before trying again."""
+
+    attempt_id: str | None
+    remaining: float
 
 
 class DeliveryLedger:
@@ -35,7 +56,66 @@ class DeliveryLedger:
         )
         return Delivery.from_record(row)
 
-    async def complete(self, delivery_key: str, message_id: int) -> Delivery | None:
+    async def lease_remaining(self, delivery_key: str, attempt_id: str) -> LeaseHeld | None:
+        """The live lease of another attempt on this delivery, if there is one."""
+        row = await self._db.fetchrow(
+            """
+            SELECT attempt_id,
+                   extract(epoch FROM lease_expires_at - clock_timestamp())::float8 AS remaining
+            FROM telegram_deliveries
+            WHERE delivery_key = $1 AND status = 'sending'
+              AND lease_expires_at > clock_timestamp() AND attempt_id IS DISTINCT FROM $2
+            """,
+            delivery_key,
+            attempt_id,
+        )
+        return None if row is None else LeaseHeld(row["attempt_id"], row["remaining"])
+
+    async def acquire(
+        self, delivery_key: str, attempt_id: str, lease_seconds: float
+    ) -> Delivery | LeaseHeld:
+        """Lease the delivery for `lease_seconds`: the row (leased to us, or already sent),
+        or LeaseHeld when another attempt's lease is still live. One atomic statement."""
+        row = await self._db.fetchrow(
+            """
+            UPDATE telegram_deliveries SET
+                attempt_id = $2,
+                lease_expires_at = clock_timestamp() + make_interval(secs => $3)
+            WHERE delivery_key = $1 AND status = 'sending'
+              AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp()
+                   OR attempt_id = $2)
+            RETURNING *
+            """,
+            delivery_key,
+            attempt_id,
+            lease_seconds,
+        )
+        if row is not None:
+            return Delivery.from_record(row)
+        current = await self.get(delivery_key)
+        if current is None:
+            raise LookupError(f"no delivery {delivery_key!r}: call begin() first")
+        if current.already_sent:
+            return current
+        held = await self.lease_remaining(delivery_key, attempt_id)
+        if held is None:  # expired between the two statements: try once more
+            return await self.acquire(delivery_key, attempt_id, lease_seconds)
+        return held
+
+    async def release(self, delivery_key: str, attempt_id: str) -> None:
+        """Give the lease back: our attempt proved that nothing went out."""
+        await self._db.execute(
+            """
+            UPDATE telegram_deliveries SET attempt_id = NULL, lease_expires_at = NULL
+            WHERE delivery_key = $1 AND attempt_id = $2 AND status = 'sending'
+            """,
+            delivery_key,
+            attempt_id,
+        )
+
+    async def complete(
+        self, delivery_key: str, message_id: int, sent_at: datetime | None = None
+    ) -> Delivery | None:
         """Mark sent with the Telegram message id; the first completion's id is kept.
 
         None if begin was never called for the key.
@@ -45,12 +125,16 @@ class DeliveryLedger:
             UPDATE telegram_deliveries SET
                 message_id = CASE WHEN status = 'sent' AND message_id IS NOT NULL
                                   THEN message_id ELSE $2 END,
-                status = 'sent'
+                sent_at = CASE WHEN status = 'sent' AND sent_at IS NOT NULL
+                               THEN sent_at ELSE coalesce($3, clock_timestamp()) END,
+                status = 'sent',
+                lease_expires_at = NULL
             WHERE delivery_key = $1
             RETURNING *
             """,
             delivery_key,
             message_id,
+            sent_at,
         )
         return None if row is None else Delivery.from_record(row)
 
@@ -59,3 +143,43 @@ class DeliveryLedger:
             "SELECT * FROM telegram_deliveries WHERE delivery_key = $1", delivery_key
         )
         return None if row is None else Delivery.from_record(row)
+
+
+class Withdrawn(StrEnum):
+    """Why a reminder is no longer wanted (values match workflows' NotSentReason)."""
+
+    STEP_CLOSED = "step_closed"
+    LEAD_CLOSED = "lead_closed"
+
+
+async def reminder_withdrawn(
+    db: Queryable, lead_id: int, plan_version: int, step_id: int
+) -> Withdrawn | None:
+    """Whether a reminder about to go out has lost its reason, as the mirror shows it.
+
+    The lead is closed (or gone); or the step's row was answered, skipped or cancelled;
+    or a newer plan version exists. A step without a row yet is still wanted: the mirror
+    may lag the workflow, and a reminder must never be lost to that.
+    """
+    row = await db.fetchrow(
+        """
+        SELECT l.status AS lead_status,
+               (SELECT r.status FROM scheduled_reminders r
+                 WHERE r.lead_id = l.id AND r.plan_version = $2 AND r.step_id = $3)
+                   AS step_status,
+               greatest(l.plan_version * (l.engagement_plan IS NOT NULL)::int,
+                        (SELECT max(r.plan_version) FROM scheduled_reminders r
+                          WHERE r.lead_id = l.id)) AS newest_version
+        FROM lead_registry l WHERE l.id = $1
+        """,
+        lead_id,
+        plan_version,
+        step_id,
+    )
+    if row is None or row["lead_status"] in ("closed_won", "closed_lost"):
+        return Withdrawn.LEAD_CLOSED
+    if row["step_status"] in ("completed", "skipped", "cancelled"):
+        return Withdrawn.STEP_CLOSED
+    if row["newest_version"] is not None and row["newest_version"] > plan_version:
+        return Withdrawn.STEP_CLOSED
+    return None

@@ -162,6 +162,11 @@ class Delivery(Row):
     attempts: int = 1
     created_at: datetime
     updated_at: datetime
+    # The lease (migrations/004): which attempt may be sending, and until when.
+    attempt_id: str | None = None
+    lease_expires_at: datetime | None = None
+    slot_at: datetime | None = None
+    sent_at: datetime | None = None
 
     @property
     def already_sent(self) -> bool:

@@ -1,25 +1,41 @@
 """The Telegram send activities against the emulator through the real aiogram client:
-error mapping (SPEC §4), the delivery ledger, HTML escaping and message limits."""
+error mapping (SPEC §4), the leased delivery ledger, "still wanted" checks, per-chat
+pacing, HTML escaping and message limits."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import itertools
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import ActivityEnvironment
 
+from activities.mirror import state_rows
 from activities.telegram import TelegramActivities
+from storage.deliveries import DeliveryLedger
 from storage.leads import LeadRepository
+from storage.models import LeadStatus
 from storage.reminders import ReminderRepository
 from telegram_ui.callbacks import StepCallback
 from telegram_ui.session import make_bot
-from workflows.models import PlanState, ReminderKind, ReminderRequest, StepState, StepStatus
+from tests.rig import eventually
+from workflows.models import (
+    NotSentReason,
+    PlanState,
+    ReminderKind,
+    ReminderRequest,
+    ReminderResult,
+    StepState,
+    StepStatus,
+)
 
 OWNER = 777
 
@@ -70,18 +86,205 @@ async def test_send_is_recorded_mirrored_and_never_repeated(
     assert StepCallback.unpack(data[0]).lead_id == req.state.lead_id
 
 
-async def test_lost_response_sends_at_most_twice(
+async def test_lost_response_is_resent_only_after_the_lease(
     pool: asyncpg.Pool, telegram: Any, bot: Bot
 ) -> None:
-    """The one duplicate the ledger cannot prevent: Telegram got it, the answer was lost."""
-    acts = TelegramActivities(bot, pool)
+    """The one duplicate that remains: Telegram delivered, the answer was lost, and the
+    lease ran out. Before that, a retry steps back (benign, retry after the lease)."""
+    acts = TelegramActivities(bot, pool, request_timeout=2, lease_margin=1)
     req = await reminder(pool, key="k-lost")
     telegram.drop_next("sendMessage", after_processing=True)
     with pytest.raises(TelegramNetworkError):
         await ActivityEnvironment().run(acts.send_reminder, req)
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(acts.send_reminder, req)
+    assert err.value.type == "DeliveryLeased" and not err.value.non_retryable
+    assert err.value.category == ApplicationErrorCategory.BENIGN
+    assert err.value.next_retry_delay is not None
+    assert timedelta(0) < err.value.next_retry_delay <= timedelta(seconds=3.5)
+    assert len(telegram.sent(OWNER)) == 1
+    await asyncio.sleep(err.value.next_retry_delay.total_seconds())
     await ActivityEnvironment().run(acts.send_reminder, req)
     await ActivityEnvironment().run(acts.send_reminder, req)
     assert len(telegram.sent(OWNER)) == 2
+
+
+async def test_a_send_still_in_flight_is_never_doubled(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """Telegram holds the answer; a second attempt (Temporal gave up on the first) arrives
+    meanwhile: it must not send. The first attempt heartbeats while it waits."""
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="k-held")
+    telegram.delay_next("sendMessage", 4.5, after_processing=True)
+    beats: list[Any] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(details)
+    first = asyncio.create_task(env.run(acts.send_reminder, req))
+    await eventually(lambda: _ready(telegram.sent(OWNER)))  # delivered, answer held
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(acts.send_reminder, req)
+    assert err.value.type == "DeliveryLeased"
+    result = await first
+    assert beats, "no heartbeat while Telegram held the answer"
+    again = await ActivityEnvironment().run(acts.send_reminder, req)
+    assert again.message_id == result.message_id
+    assert len(telegram.sent(OWNER)) == 1
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+async def test_http_timeout_is_shorter_than_the_activity_timeout(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """A Telegram that never answers ends the attempt by the Bot's request timeout (15 s
+    in production, below the 30-s start-to-close), not by Temporal's."""
+    acts = TelegramActivities(bot, pool, request_timeout=1)
+    req = await reminder(pool, key="k-hang")
+    telegram.delay_next("sendMessage", 6)
+    with pytest.raises(TelegramNetworkError):
+        await ActivityEnvironment().run(acts.send_reminder, req)
+    assert TelegramActivities(bot, pool)._request_timeout == 15 < 30
+
+
+async def mirror(pool: asyncpg.Pool, req: ReminderRequest, **changes: Any) -> None:
+    """The plan's rows as the workflow last mirrored them (step 1 changed by `changes`)."""
+    state = req.state.model_copy(deep=True)
+    for name, value in changes.items():
+        setattr(state.steps[0], name, value)
+    await ReminderRepository(pool).upsert_steps(state_rows(state))
+
+
+@pytest.mark.parametrize("status", [StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.CANCELLED])
+async def test_an_answered_step_is_not_reminded(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot, status: StepStatus
+) -> None:
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key=f"k-{status}")
+    await mirror(pool, req, status=status, reminder_count=0)
+    result = await ActivityEnvironment().run(acts.send_reminder, req)
+    assert result == ReminderResult(not_sent=NotSentReason.STEP_CLOSED)
+    assert telegram.sent(OWNER) == []
+    rows = await ReminderRepository(pool).get_for_lead(req.state.lead_id)
+    assert (rows[0].status.value, rows[0].reminder_count) == (status.value, 0)  # untouched
+    assert await DeliveryLedger(pool).get(req.delivery_key) is None
+
+
+async def test_a_replaced_plan_is_not_reminded(pool: asyncpg.Pool, telegram: Any, bot: Bot) -> None:
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="k-old-version")
+    await mirror(pool, req, status=StepStatus.PENDING)
+    newer = req.state.model_copy(deep=True, update={"plan_version": 2})
+    await ReminderRepository(pool).upsert_steps(state_rows(newer))
+    result = await ActivityEnvironment().run(acts.send_reminder, req)
+    assert result.not_sent == NotSentReason.STEP_CLOSED
+    assert telegram.sent(OWNER) == []
+
+
+@pytest.mark.parametrize("status", [LeadStatus.CLOSED_WON, LeadStatus.CLOSED_LOST])
+async def test_a_closed_lead_is_not_reminded(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot, status: LeadStatus
+) -> None:
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key=f"k-{status}")
+    await mirror(pool, req, status=StepStatus.PENDING)
+    await LeadRepository(pool).set_status(req.state.lead_id, OWNER, status)
+    result = await ActivityEnvironment().run(acts.send_reminder, req)
+    assert result.not_sent == NotSentReason.LEAD_CLOSED
+    assert telegram.sent(OWNER) == []
+    rows = await ReminderRepository(pool).get_for_lead(req.state.lead_id)
+    assert rows[0].status.value == "pending" and rows[0].message_id is None
+
+
+async def test_a_reminder_that_went_out_is_reported_even_if_answered_since(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """The workflow must learn that the owner was reminded, whatever happened after."""
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="k-sent-then-done")
+    first = await ActivityEnvironment().run(acts.send_reminder, req)
+    await mirror(pool, req, status=StepStatus.COMPLETED)
+    again = await ActivityEnvironment().run(acts.send_reminder, req)
+    assert again.not_sent is None and again.message_id == first.message_id
+
+
+async def test_a_send_the_ledger_missed_is_carried_by_the_heartbeat(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """The database went away between the send and the ledger write: the next attempt gets
+    the message id from the last heartbeat and records it instead of sending again."""
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="k-carried")
+    await DeliveryLedger(pool).begin(req.delivery_key, OWNER, req.state.lead_id)
+    env = ActivityEnvironment()
+    sent_at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=2,
+        heartbeat_details=[
+            {"key": req.delivery_key, "message_id": 4711, "sent_at": sent_at.isoformat()}
+        ],
+    )
+    result = await env.run(acts.send_reminder, req)
+    assert (result.message_id, result.sent_at) == (4711, sent_at)
+    assert telegram.sent(OWNER) == []
+    row = await DeliveryLedger(pool).get(req.delivery_key)
+    assert row is not None and (row.status.value, row.message_id) == ("sent", 4711)
+    rows = await ReminderRepository(pool).get_for_lead(req.state.lead_id)
+    assert rows[0].message_id == 4711
+
+
+async def test_one_chat_is_paced_and_others_are_not_delayed(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """Six reminders of one owner at once, with Telegram enforcing ~1 message/s per chat:
+    no 429, spaced sends; another owner's reminder goes out at once."""
+    telegram.set_flood_limit(per_chat_per_second=1)
+    other = OWNER + 1
+    telegram.add_user(other)
+    acts = TelegramActivities(bot, pool)
+    reqs = [await reminder(pool, key=f"k-burst-{n}") for n in range(6)]
+    theirs = await reminder(pool, key="k-other")
+    theirs.state.telegram_id = other
+    runs = [asyncio.create_task(ActivityEnvironment().run(acts.send_reminder, r)) for r in reqs]
+    await eventually(lambda: _ready(telegram.sent(OWNER)))
+    await ActivityEnvironment().run(acts.send_reminder, theirs)
+    await asyncio.gather(*runs)
+    calls = telegram.calls("sendMessage")
+    assert [c.status for c in calls if c.status != 200] == []
+    assert len(telegram.sent(OWNER)) == 6 and len(telegram.sent(other)) == 1
+    mine = [c.at for c in calls if c.chat_id == OWNER]
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(mine)), mine
+    # the other owner did not queue behind the burst
+    assert [c.chat_id for c in calls].index(other) < 5
+
+
+async def test_a_slot_beyond_one_attempt_is_a_benign_retry_at_the_slot(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """An attempt waits for its chat's slot only as long as its timeout allows; further
+    away it steps back with next_retry_delay, and the retry keeps its place."""
+    acts = TelegramActivities(bot, pool, chat_spacing=5.0)
+    reqs = [await reminder(pool, key=f"k-far-{n}") for n in range(3)]
+    await ActivityEnvironment().run(acts.send_reminder, reqs[0])
+    second = asyncio.create_task(ActivityEnvironment().run(acts.send_reminder, reqs[1]))
+    await eventually(lambda: _has_slot(pool, reqs[1].delivery_key))
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(acts.send_reminder, reqs[2])  # slot ~10 s away
+    assert err.value.type == "ChatPaced" and err.value.category == ApplicationErrorCategory.BENIGN
+    assert err.value.next_retry_delay is not None
+    await second
+    await asyncio.sleep(err.value.next_retry_delay.total_seconds())
+    await ActivityEnvironment().run(acts.send_reminder, reqs[2])
+    times = [c.at for c in telegram.calls("sendMessage", ok=True)]
+    assert len(times) == 3 and times[2] - times[1] >= 4.9, times
+
+
+async def _has_slot(pool: asyncpg.Pool, key: str) -> bool:
+    row = await DeliveryLedger(pool).get(key)
+    return row is not None and row.slot_at is not None
 
 
 @pytest.mark.parametrize(
