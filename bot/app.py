@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -10,17 +11,20 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from aiogram import Bot, Dispatcher
-from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.exceptions import TelegramAPIError
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 from temporalio.client import Client
 
+from bot.failures import answer_failure
 from bot.middlewares import RegisterUserMiddleware
 from bot.routers import all_routers
-from bot.services import PlanService
+from bot.services import CancelRetrier, PlanService
 from settings import Settings, load_settings
 from storage.db import create_pool
+from storage.fsm import PostgresStorage
 from telegram_ui.session import make_bot
 from temporal_client import connect
 
@@ -30,6 +34,9 @@ COMMANDS = [
     BotCommand(command="add", description="Add a lead"),
     BotCommand(command="leads", description="Your leads and their plans"),
     BotCommand(command="settings", description="Timezone, send window, workdays"),
+    BotCommand(command="timezone", description="Set your timezone, e.g. Europe/Berlin"),
+    BotCommand(command="window", description="Set the send window, e.g. 09:00-18:00"),
+    BotCommand(command="workdays", description="Reminders on workdays only: on|off"),
     BotCommand(command="pause", description="Pause all plans [days]"),
     BotCommand(command="resume", description="Resume all plans"),
     BotCommand(command="cancel", description="Leave the current dialog"),
@@ -41,24 +48,41 @@ DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 def build_dispatcher(pool: asyncpg.Pool, temporal_client: Client, settings: Settings) -> Dispatcher:
     """Routers, middleware and dependencies (injected into handlers by parameter name).
 
-    FSM state lives in memory: only the /add dialog uses it, and losing a half-typed
-    lead on restart is acceptable; several bot copies would need a Redis storage.
+    Stateless process: dialog state lives in PostgreSQL (PostgresStorage), so a restart or
+    another replica continues a half-finished /add. SimpleEventIsolation (aiogram's own
+    per-chat lock around each update, taken in arrival order) processes one chat's
+    updates one at a time and in order while different chats run in parallel. A failing
+    update is answered by `answer_failure`, never dropped silently.
     """
+    plans = PlanService(temporal_client, pool, settings)
     dp = Dispatcher(
-        storage=MemoryStorage(),
+        storage=PostgresStorage(pool),
+        events_isolation=SimpleEventIsolation(),
         pool=pool,
         temporal=temporal_client,
         settings=settings,
-        plans=PlanService(temporal_client, pool, settings),
+        plans=plans,
     )
     registration = RegisterUserMiddleware(pool)
     dp.message.outer_middleware(registration)
     dp.callback_query.outer_middleware(registration)
     dp.include_routers(*all_routers())
+    dp.errors.register(answer_failure)
+    retrier_stop = asyncio.Event()
+    retrier: list[asyncio.Task[None]] = []
 
     @dp.startup()
-    async def set_commands(bot: Bot) -> None:
-        await bot.set_my_commands(COMMANDS)
+    async def on_startup(bot: Bot) -> None:
+        retrier_stop.clear()
+        retrier.append(asyncio.create_task(CancelRetrier(plans).run(retrier_stop)))
+        with contextlib.suppress(TelegramAPIError):  # a menu is not worth failing start-up
+            await bot.set_my_commands(COMMANDS)
+
+    @dp.shutdown()
+    async def on_shutdown() -> None:
+        retrier_stop.set()
+        while retrier:
+            await retrier.pop()
 
     return dp
 
@@ -116,7 +140,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
         sys.exit("leadpilot: webhook mode needs WEBHOOK_URL and WEBHOOK_SECRET")
     temporal_client = await connect(settings.temporal_address, settings.temporal_namespace)
     pool = await create_pool(settings.database_url)
-    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
     dp = build_dispatcher(pool, temporal_client, settings)
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []

@@ -13,8 +13,8 @@ from bot.callbacks import (
     MakeLeadAct,
     MakeLeadCallback,
 )
-from storage.models import Lead, LeadStatus
-from workflows.models import TERMINAL_PLAN_STATUSES, PlanState, PlanStatus
+from storage.lead_views import FINISHED, MirroredPlanStatus
+from storage.models import CLOSED_LEAD_STATUSES, Lead, LeadStatus
 
 
 def leads_keyboard(leads: list[Lead], page: int, pages: int, first: int) -> InlineKeyboardMarkup:
@@ -40,25 +40,30 @@ def leads_keyboard(leads: list[Lead], page: int, pages: int, first: int) -> Inli
     return kb.as_markup()
 
 
-def lead_keyboard(lead: Lead, state: PlanState | None) -> InlineKeyboardMarkup:
+def lead_keyboard(lead: Lead, plan: MirroredPlanStatus | None) -> InlineKeyboardMarkup:
+    """A closed lead offers no plan actions: only a status change (reopening) and back."""
+
     def button(text: str, act: LeadAct) -> InlineKeyboardButton:
         return InlineKeyboardButton(
             text=text, callback_data=LeadCallback(act=act, lead_id=lead.id).pack()
         )
 
     kb = InlineKeyboardBuilder()
-    if state is not None and state.status not in TERMINAL_PLAN_STATUSES:
+    if plan is not None and plan not in FINISHED:
         row = []
-        if state.status == PlanStatus.ACTIVE:
+        if plan == MirroredPlanStatus.ACTIVE:
             row.append(button("⏸ Pause", LeadAct.PAUSE))
-        elif state.status in (PlanStatus.PAUSED, PlanStatus.BLOCKED):
+        elif plan in (MirroredPlanStatus.PAUSED, MirroredPlanStatus.BLOCKED):
             row.append(button("▶️ Resume", LeadAct.RESUME))
         row.append(button("🛑 Stop plan", LeadAct.STOP))
         kb.row(*row)
-    kb.row(
-        button("🏷 Change status", LeadAct.STATUS_MENU),
-        button("🔄 Regenerate plan", LeadAct.REGENERATE),
-    )
+    if lead.status in CLOSED_LEAD_STATUSES:
+        kb.row(button("🏷 Change status (reopen)", LeadAct.STATUS_MENU))
+    else:
+        kb.row(
+            button("🏷 Change status", LeadAct.STATUS_MENU),
+            button("🔄 Regenerate plan", LeadAct.REGENERATE),
+        )
     kb.row(InlineKeyboardButton(text="« Leads", callback_data=LeadsPage(page=0).pack()))
     return kb.as_markup()
 

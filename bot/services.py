@@ -1,17 +1,19 @@
 """The bot's side of Temporal and PostgreSQL: one object the handlers get injected.
 
 Handlers stay about conversation; everything that talks to a plan workflow, and the
-translation of Temporal's failures into one `ActionRejected` with a readable reason,
-lives here.
+translation of Temporal's failures into one `ActionRejected` carrying the workflow's
+typed `Rejection`, lives here. Reads (lists, timelines) come from the mirror
+(storage.lead_views), so Temporal is asked only to change things.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from temporalio.client import (
@@ -19,16 +21,21 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
+from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
-from storage.models import CLOSED_LEAD_STATUSES, Lead, User
+from storage.models import CLOSED_LEAD_STATUSES, Lead, LeadStatus, User
+from storage.plan_cancels import PlanCancelOutbox
 from temporal_client import PlanHandle, plan_handle, start_plan
 from workflows.engagement_plan import EngagementPlanWorkflow
+from workflows.errors import Rejection, rejection_of
 from workflows.models import (
+    ApproveRequest,
     CancelRequest,
     EscalationPolicy,
     PauseRequest,
@@ -42,26 +49,53 @@ from workflows.models import (
 
 log = logging.getLogger("leadpilot.bot")
 
+T = TypeVar("T")
+
 
 # A query needs a worker to answer; the bot must not hang when none is running.
 QUERY_TIMEOUT = timedelta(seconds=5)
 # A tap must be answered quickly even when no worker runs; the callback answer says so.
 UPDATE_TIMEOUT = timedelta(seconds=10)
+# A cancel signal needs only the server; an unreachable one goes to the outbox.
+SIGNAL_TIMEOUT = timedelta(seconds=5)
 # How many plans a bulk action (/pause, /timezone …) touches at once.
 BULK_CONCURRENCY = 8
 MAX_BULK_LEADS = 1000
 
+# TODO(issue 7): drop once the workflow passes `approve` an ApproveRequest everywhere; until
+# then the version is sent only to a workflow whose approve takes it.
+_APPROVE_TAKES_VERSION = len(inspect.signature(EngagementPlanWorkflow.approve).parameters) > 1
+
 
 class ActionRejected(Exception):
-    """The plan refused an owner action (stale button, double tap, finished plan…)."""
+    """The plan refused an owner action, or could not be reached to take it.
 
-    def __init__(self, reason: str) -> None:
+    `kind` is the workflow's typed reason (None: not a refusal, e.g. no worker in time or
+    Temporal unreachable); `reason` is the workflow's own sentence, for the log.
+    """
+
+    def __init__(self, kind: Rejection | None, reason: str, *, unreachable: bool = False) -> None:
         super().__init__(reason)
+        self.kind = kind
         self.reason = reason
+        self.unreachable = unreachable
 
     @property
     def already_handled(self) -> bool:
-        return self.reason.lower().startswith(("already handled", "plan already"))
+        return self.kind in (Rejection.ALREADY_HANDLED, Rejection.PLAN_FINISHED)
+
+
+class NoWorkerInTime(ActionRejected):
+    """Accepted by the server but no worker took it within the RPC timeout (a deploy)."""
+
+
+def _legacy_kind(message: str) -> Rejection | None:
+    # TODO(issue 7): remove when every validator raises a typed rejection; the released
+    # workflow's histories (tests/histories) still answer with these message prefixes.
+    low = message.lower()
+    if low.startswith(("already handled", "plan already")):
+        return Rejection.ALREADY_HANDLED
+    return None
 
 
 def user_schedule(user: User | None) -> Schedule:
@@ -76,8 +110,12 @@ def user_schedule(user: User | None) -> Schedule:
     )
 
 
+def is_closed(lead: Lead) -> bool:
+    return lead.status in CLOSED_LEAD_STATUSES
+
+
 class PlanService:
-    """Starts, queries and steers lead plans; translates failures into ActionRejected."""
+    """Starts and steers lead plans; translates failures into ActionRejected."""
 
     def __init__(self, client: Client, pool: asyncpg.Pool, settings: Settings) -> None:
         self.client = client
@@ -88,7 +126,12 @@ class PlanService:
         return plan_handle(self.client, lead_id)
 
     async def start(self, lead: Lead, user: User | None) -> None:
-        """Start the lead's plan without steps: the workflow drafts it and asks for approval."""
+        """Start the lead's plan without steps: the workflow drafts it and asks for approval.
+
+        A closed lead has no plan: refused here (LeadClosed) before Temporal is asked.
+        """
+        if is_closed(lead):
+            raise ActionRejected(Rejection.LEAD_CLOSED, f"lead is {lead.status.value}")
         s = self.settings
         await start_plan(
             self.client,
@@ -108,7 +151,9 @@ class PlanService:
         )
 
     async def state(self, lead_id: int) -> PlanState | None:
-        """The plan as the workflow sees it; None if there is none or nobody answers."""
+        """The plan as the workflow sees it; None if there is none or nobody answers.
+
+        Only for what the mirror can't tell (a draft's full text before approval)."""
         try:
             return await self.handle(lead_id).query(
                 EngagementPlanWorkflow.state, rpc_timeout=QUERY_TIMEOUT
@@ -118,25 +163,39 @@ class PlanService:
             return None
 
     async def _update(self, lead_id: int, update: Any, *arg: Any) -> PlanState:
-        """Run one update; every way it can fail becomes an ActionRejected with a reason."""
-        try:
-            state: PlanState = await self.handle(lead_id).execute_update(
-                update, *arg, rpc_timeout=UPDATE_TIMEOUT
+        """Run one update to completion; every way it can fail becomes an ActionRejected."""
+        state: PlanState = await self._call(
+            self.handle(lead_id).execute_update(update, *arg, rpc_timeout=UPDATE_TIMEOUT)
+        )
+        return state
+
+    async def _accept(self, lead_id: int, update: Any, *arg: Any) -> None:
+        """Return as soon as the validator accepted the update: long work (drafting a plan)
+        then runs on without holding the tap."""
+        await self._call(
+            self.handle(lead_id).start_update(
+                update,
+                *arg,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                rpc_timeout=UPDATE_TIMEOUT,
             )
+        )
+
+    @staticmethod
+    async def _call(call: Awaitable[T]) -> T:
+        try:
+            return await call
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise ActionRejected(reason) from err
+            raise ActionRejected(rejection_of(err) or _legacy_kind(reason), reason) from err
         except WorkflowUpdateRPCTimeoutOrCancelledError as err:
             # No worker took it in time (a deploy, an outage); it is applied when one does.
-            raise ActionRejected(
-                "⏳ taking longer than usual; the plan will catch up, check it in a minute"
-            ) from err
+            raise NoWorkerInTime(None, "no worker in time") from err
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
-                raise ActionRejected("plan already finished") from err
-            raise ActionRejected("the planner is unreachable right now; try again later") from err
-        return state
+                raise ActionRejected(Rejection.PLAN_FINISHED, "no running plan") from err
+            raise ActionRejected(None, str(err), unreachable=True) from err
 
     async def complete(self, lead_id: int, version: int, step_id: int) -> PlanState:
         action = StepAction(step_id=step_id, plan_version=version)
@@ -150,12 +209,23 @@ class PlanService:
         action = SnoozeAction(step_id=step_id, plan_version=version, days=days)
         return await self._update(lead_id, EngagementPlanWorkflow.snooze_step, action)
 
-    async def approve(self, lead_id: int) -> PlanState:
-        return await self._update(lead_id, EngagementPlanWorkflow.approve)
+    async def approve(self, lead: Lead, version: int) -> PlanState:
+        """Start the draft the owner saw (`version`); a closed lead is refused."""
+        if is_closed(lead):
+            raise ActionRejected(Rejection.LEAD_CLOSED, f"lead is {lead.status.value}")
+        if _APPROVE_TAKES_VERSION:
+            return await self._update(
+                lead.id, EngagementPlanWorkflow.approve, ApproveRequest(plan_version=version)
+            )
+        return await self._update(lead.id, EngagementPlanWorkflow.approve)
 
-    async def regenerate(self, lead_id: int) -> PlanState:
-        return await self._update(
-            lead_id, EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=None)
+    async def regenerate(self, lead: Lead) -> None:
+        """Ask for a fresh draft and return once the plan accepted: the draft arrives as
+        its own message (PLAN_READY) however long the planner takes."""
+        if is_closed(lead):
+            raise ActionRejected(Rejection.LEAD_CLOSED, f"lead is {lead.status.value}")
+        await self._accept(
+            lead.id, EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=None)
         )
 
     async def pause(self, lead_id: int, until: datetime | None = None) -> PlanState:
@@ -168,13 +238,62 @@ class PlanService:
         return await self._update(lead_id, EngagementPlanWorkflow.set_schedule, schedule)
 
     async def cancel(self, lead_id: int, reason: str) -> None:
-        """The cancel signal is idempotent; a finished or missing plan has nothing to stop."""
+        """The cancel signal is idempotent; a finished or missing plan has nothing to stop.
+
+        Raises RPCError when Temporal can't be reached."""
         try:
             await self.handle(lead_id).signal(
-                EngagementPlanWorkflow.cancel, CancelRequest(reason=reason)
+                EngagementPlanWorkflow.cancel,
+                CancelRequest(reason=reason),
+                rpc_timeout=SIGNAL_TIMEOUT,
             )
         except RPCError as err:
-            log.info("cancel for lead %s not delivered: %s", lead_id, err)
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            log.info("cancel for lead %s: no plan to stop", lead_id)
+
+    async def close_lead(
+        self, lead_id: int, owner: int, status: LeadStatus
+    ) -> tuple[LeadStatus, Lead, bool] | None:
+        """Change the lead's status (logged); closing it stops its plan, durably.
+
+        The status, its log line and, when the lead closes, a `plan_cancel_outbox` row are written in one
+        transaction; then the signal is tried once. Returns (previous, lead, stopped) where
+        `stopped` False means the cancel waits in the outbox (Temporal unreachable) and
+        CancelRetrier delivers it. None: not the owner's lead.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            change = await LeadRepository(conn).set_status(lead_id, owner, status)
+            if change is None:
+                return None
+            previous, lead = change
+            if previous != lead.status:
+                await ActivityLogRepository(conn).add(
+                    lead.id,
+                    owner,
+                    "status_change",
+                    f"{previous.value} → {lead.status.value}",
+                    metadata={"from": previous.value, "to": lead.status.value},
+                )
+            closing = is_closed(lead) and previous not in CLOSED_LEAD_STATUSES
+            reason = f"lead {lead.status.value}"
+            if closing:
+                await PlanCancelOutbox(conn).record(lead.id, owner, reason)
+        if not closing:
+            return previous, lead, True
+        return previous, lead, await self.deliver_cancel(lead.id, reason)
+
+    async def deliver_cancel(self, lead_id: int, reason: str) -> bool:
+        """Send an outboxed cancel; True once the plan has it (the row is then gone)."""
+        outbox = PlanCancelOutbox(self.pool)
+        try:
+            await self.cancel(lead_id, reason)
+        except Exception as err:  # any failure keeps the row: the retrier tries again
+            log.warning("cancel for lead %s not delivered yet: %r", lead_id, err)
+            await outbox.failed(lead_id, repr(err), CancelRetrier.backoff(0))
+            return False
+        await outbox.delivered(lead_id)
+        return True
 
     def days_from_now(self, n: float) -> datetime:
         """n plan days from now, in the plan's (possibly compressed) day length."""
@@ -199,8 +318,49 @@ class PlanService:
                     return False
                 return True
 
-        results = await asyncio.gather(
-            *(one(lead) for lead in leads if lead.status not in CLOSED_LEAD_STATUSES)
-        )
+        results = await asyncio.gather(*(one(lead) for lead in leads if not is_closed(lead)))
         applied = sum(results)
         return applied, len(results) - applied
+
+
+class CancelRetrier:
+    """Delivers outboxed cancel signals until each plan has its own (runs in the bot).
+
+    Any number of bot replicas may run it: the signal is idempotent and a delivered row
+    is deleted, so a second delivery of the same row is harmless.
+    """
+
+    INTERVAL = 2.0
+
+    def __init__(self, plans: PlanService) -> None:
+        self.plans = plans
+
+    @staticmethod
+    def backoff(attempts: int) -> float:
+        return float(min(2**attempts, 60))
+
+    async def run_once(self) -> int:
+        """Try every due row once; returns how many reached their plan."""
+        outbox = PlanCancelOutbox(self.plans.pool)
+        delivered = 0
+        for row in await outbox.due():
+            try:
+                await self.plans.cancel(row.lead_id, row.reason)
+            except Exception as err:  # unreachable, or anything else: keep it, back off
+                await outbox.failed(row.lead_id, repr(err), self.backoff(row.attempts + 1))
+                continue
+            await outbox.delivered(row.lead_id)
+            log.info("cancel for lead %s delivered after %d tries", row.lead_id, row.attempts)
+            delivered += 1
+        return delivered
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:  # the database may be away too; try again next round
+                log.warning("cancel retrier round failed", exc_info=True)
+            try:
+                await asyncio.wait_for(stop.wait(), self.INTERVAL)
+            except TimeoutError:
+                pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from storage.lead_views import LeadTimeline, MirroredPlanStatus, PlanSummaryRow
 from storage.models import Lead, User
 from telegram_ui.render import MESSAGE_LIMIT, STATUS_MARK, clip, lead_label
 from workflows.models import PlanState, PlanStatus, StepState, StepStatus
@@ -88,39 +89,59 @@ def reminder_outcome(
     return "\n".join(lines)
 
 
-def lead_line(n: int, lead: Lead, state: PlanState | None, now: datetime, day_seconds: int) -> str:
+def mirror_due_phrase(
+    status: str | None, due_at: datetime | None, now: datetime, day_seconds: int
+) -> str:
+    """The same phrase as `due_phrase`, for a mirrored row."""
+    if due_at is None:
+        return "not scheduled"
+    left = (due_at - now).total_seconds()
+    if status == "sent" or left < 0:
+        return "❗ overdue"
+    n = int(left // day_seconds)
+    if n == 0:
+        return "due today"
+    return f"due in {n} day" + ("" if n == 1 else "s")
+
+
+MIRROR_STATUS_LABEL = {MirroredPlanStatus(k.value): v for k, v in PLAN_STATUS_LABEL.items()}
+
+
+def lead_line(n: int, row: PlanSummaryRow, now: datetime, day_seconds: int) -> str:
+    lead = row.lead
     label = lead_label(lead.prospect_name, lead.prospect_company)
     parts = [f"{n}. <b>{label}</b> · {lead.status.value}"]
-    if state is None:
+    if row.plan_status is None:
         parts.append("no plan")
     else:
-        parts.append(PLAN_STATUS_LABEL[state.status])
-        cur = state.current
-        if cur is not None and state.status in (PlanStatus.ACTIVE, PlanStatus.PAUSED):
-            parts.append(f"next: {step_line(state, cur)} {due_phrase(cur, now, day_seconds)}")
+        parts.append(MIRROR_STATUS_LABEL[row.plan_status])
+        if row.current_position is not None and row.plan_status in (
+            MirroredPlanStatus.ACTIVE,
+            MirroredPlanStatus.PAUSED,
+        ):
+            due = mirror_due_phrase(row.current_status, row.current_due_at, now, day_seconds)
+            parts.append(f"next: step {row.current_position} of {row.steps} {due}")
     return " · ".join(parts)
 
 
 def leads_page(
-    leads: list[tuple[Lead, PlanState | None]],
-    page: int,
-    pages: int,
-    page_size: int,
-    day_seconds: int,
+    rows: list[PlanSummaryRow], page: int, pages: int, page_size: int, day_seconds: int
 ) -> str:
-    if not leads:
+    if not rows:
         return "You have no leads yet. Send /add to add one."
     now = datetime.now(UTC)
     lines = [f"📇 <b>Your leads</b> (page {page + 1} of {pages})", ""]
     lines += [
-        lead_line(page * page_size + i, lead, state, now, day_seconds)
-        for i, (lead, state) in enumerate(leads, 1)
+        lead_line(page * page_size + i, row, now, day_seconds) for i, row in enumerate(rows, 1)
     ]
     return "\n".join(lines)
 
 
-def lead_detail(lead: Lead, state: PlanState | None, day_seconds: int) -> str:
+def lead_detail(
+    view: LeadTimeline, tz: str, day_seconds: int, *, cancel_pending: bool = False
+) -> str:
     """The lead with its plan timeline: ✅ done, ⏭ skipped, due in N days, ❗ overdue."""
+    lead = view.lead
     lines = [f"👤 <b>{lead_label(lead.prospect_name, lead.prospect_company)}</b>"]
     if lead.prospect_title:
         lines.append(clip(lead.prospect_title, 100))
@@ -128,28 +149,28 @@ def lead_detail(lead: Lead, state: PlanState | None, day_seconds: int) -> str:
     if lead.original_context:
         lines.append(f"<i>{clip(lead.original_context, 300)}</i>")
     lines.append("")
-    if state is None:
+    if cancel_pending:
+        lines.append("⏳ Stopping the plan: it will stop shortly.")
+    if view.plan_status is None:
         lines.append("No plan is running for this lead.")
         return "\n".join(lines)
-    tz = state.schedule.timezone
-    lines.append(f"Plan v{state.plan_version}: {PLAN_STATUS_LABEL[state.status]}")
-    if state.status == PlanStatus.PAUSED and state.paused_until is not None:
-        lines.append(f"Paused until {when(state.paused_until, tz)}")
-    if state.blocked_reason:
-        lines.append(f"⚠️ {clip(state.blocked_reason, 200)}")
+    lines.append(f"Plan v{lead.plan_version}: {MIRROR_STATUS_LABEL[view.plan_status]}")
     now = datetime.now(UTC)
-    for pos, step in enumerate(state.steps, 1):
-        desc = f"{pos}. {clip(step.action_type, 32)} — {clip(step.description, 120)}"
-        if step.status in (StepStatus.PENDING, StepStatus.SENT) and state.status not in (
-            PlanStatus.AWAITING_APPROVAL,
-        ):
-            if step.step_id == state.current_step_id:
-                mark = "🔔" if step.status == StepStatus.SENT else "⏳"
-                desc = f"{mark} {desc} · {due_phrase(step, now, day_seconds)} ({when(step.due_at, tz)})"
+    current = view.current
+    drafting = view.plan_status == MirroredPlanStatus.AWAITING_APPROVAL
+    for pos, step in enumerate(view.steps, 1):
+        desc = (
+            f"{pos}. {clip(step.action_type or 'step', 32)} — {clip(step.description or '', 120)}"
+        )
+        if step.is_open and not drafting and view.running:
+            due = mirror_due_phrase(step.status.value, step.due_at, now, day_seconds)
+            if current is not None and step.step_id == current.step_id:
+                mark = "🔔" if step.status.value == "sent" else "⏳"
+                desc = f"{mark} {desc} · {due} ({when(step.due_at, tz)})"
             else:
-                desc = f"• {desc} · {due_phrase(step, now, day_seconds)}"
+                desc = f"• {desc} · {due}"
         else:
-            desc = f"{STATUS_MARK[step.status]} {desc}"
+            desc = f"{STATUS_MARK[StepStatus(step.status.value)]} {desc}"
         lines.append(desc)
     return "\n".join(lines)[:MESSAGE_LIMIT]
 

@@ -32,6 +32,14 @@ class BotStack:
         self.pool: asyncpg.Pool = rig.pool
         self.client: Client = rig.client
         self.settings = settings
+        self.process: PollingBot | None = None
+
+    async def restart_bot(self) -> None:
+        """Stop the bot process and start a new one (new Bot, Dispatcher, storage object)."""
+        assert self.process is not None
+        await self.process.stop()
+        self.process = PollingBot(self.pool, self.client, self.settings)
+        self.process.start()
 
     async def say(self, user: int, text: str, expect: str, timeout: float = 10.0) -> Message:
         """The user types `text`; returns the bot's next message containing `expect`."""
@@ -70,6 +78,30 @@ class BotStack:
         return await self.handle(lead_id).query("state", result_type=PlanState)
 
 
+class PollingBot:
+    """One bot process as run_bot builds it: retrying Bot, dispatcher, long polling."""
+
+    def __init__(self, pool: asyncpg.Pool, client: Client, settings: Settings) -> None:
+        self.bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
+        self.dp = build_dispatcher(pool, client, settings)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(
+            self.dp.start_polling(
+                self.bot, handle_signals=False, close_bot_session=False, polling_timeout=1
+            )
+        )
+
+    async def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            await self.dp.stop_polling()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, 10)
+        await self.bot.session.close()
+
+
 @asynccontextmanager
 async def bot_stack(
     env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any, day_seconds: int
@@ -81,16 +113,10 @@ async def bot_stack(
         day_seconds=day_seconds,
     )
     async with plan_rig(env.client, db_url, pool, telegram, day_seconds=day_seconds) as rig:
-        bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
-        dp = build_dispatcher(pool, env.client, settings)
-        polling = asyncio.create_task(
-            dp.start_polling(bot, handle_signals=False, close_bot_session=False, polling_timeout=1)
-        )
+        stack = BotStack(rig, settings)
+        stack.process = PollingBot(pool, env.client, settings)
+        stack.process.start()
         try:
-            yield BotStack(rig, settings)
+            yield stack
         finally:
-            with contextlib.suppress(RuntimeError):
-                await dp.stop_polling()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(polling, 10)
-            await bot.session.close()
+            await stack.process.stop()

@@ -14,6 +14,7 @@ from aiohttp import web
 from temporalio.testing import WorkflowEnvironment
 
 from bot.app import build_dispatcher, build_webhook_app, run_bot
+from bot.callbacks import LeadAct, LeadCallback
 from settings import Settings
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
@@ -176,7 +177,17 @@ async def test_closed_won_from_lead_detail_cancels_the_plan(slow: BotStack) -> N
     change = next(e for e in log if e.activity_type == "status_change")
     assert change.metadata == {"from": "analyzed", "to": "closed_won"}
     assert "stopped" in str(tg.message(ALICE, listing.message_id).text)
-    # With the plan stopped, Regenerate drafts a fresh one for the same lead.
+    # A closed lead has no plan: no Regenerate button, and an old one is refused.
+    detail = tg.message(ALICE, listing.message_id)
+    assert "Regenerate plan" not in [b.text for b in detail.buttons]
+    regenerate = LeadCallback(act=LeadAct.REGENERATE, lead_id=lead_id).pack()
+    refused = await tg.wait_answered(tg.press(ALICE, listing.message_id, regenerate), timeout=15)
+    assert "lead is closed" in str(refused.text).lower()
+    assert (await slow.state(lead_id)).status == PlanStatus.CANCELLED  # no new run
+
+    # Reopening allows a plan again: Regenerate drafts a fresh one for the same lead.
+    await slow.tap(ALICE, detail, "Change status")
+    assert "in_progress" in await slow.tap(ALICE, detail, "in_progress")
     mark = tg.call_count
     await slow.tap(ALICE, tg.message(ALICE, listing.message_id), "Regenerate plan")
     await tg.wait_for_message(ALICE, "Engagement plan", since=mark, timeout=15)

@@ -124,6 +124,8 @@ async def got_context(
     context = None if raw.lower() in SKIP else raw[:CONTEXT_MAX]
     data = await state.get_data()
     await state.clear()
+    if len(raw) > CONTEXT_MAX:
+        await message.answer(too_long_note(len(raw)))
     await create_lead(
         bot, message.from_user.id, user, pool, plans, data["name"], data.get("company"), context
     )
@@ -148,9 +150,18 @@ def origin_name(message: Message) -> str | None:
     return None
 
 
+def too_long_note(length: int) -> str:
+    return (
+        f"✂️ That note has {length} characters; I keep the first {CONTEXT_MAX} as the "
+        "lead's context."
+    )
+
+
 async def offer(message: Message, state: FSMContext) -> None:
     """Any plain or forwarded text outside a dialog: offer to turn it into a lead."""
     assert message.text is not None
+    if len(message.text) > CONTEXT_MAX:
+        await message.answer(too_long_note(len(message.text)))
     await state.update_data(
         pending_text=message.text[:CONTEXT_MAX], pending_name=origin_name(message)
     )

@@ -1,97 +1,132 @@
-"""/leads: a paginated list, a lead's detail with its plan timeline, and lead actions."""
+"""/leads: a paginated list, a lead's detail with its plan timeline, and lead actions.
+
+Everything shown is read from the PostgreSQL mirror (storage.lead_views, one
+owner-scoped query per screen): fast for a big pipeline and available while no worker
+runs. Temporal is asked only to change a plan.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 import asyncpg
-from aiogram import Bot, Router
+from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from temporalio.service import RPCError
 
 from bot.callbacks import LeadAct, LeadCallback, LeadsPage, LeadStatusCallback
 from bot.keyboards import lead_keyboard, leads_keyboard, status_keyboard
-from bot.routers.common import edit, owned_lead_or_alert, rejection_text
-from bot.services import ActionRejected, PlanService
+from bot.routers.common import (
+    LEAD_CLOSED,
+    UNREACHABLE,
+    edit,
+    owned_lead_or_alert,
+    rejection_text,
+)
+from bot.services import ActionRejected, PlanService, is_closed
 from bot.texts import NOT_YOURS, lead_detail, leads_page
-from storage.activity_log import ActivityLogRepository
-from storage.leads import LeadRepository
-from storage.models import CLOSED_LEAD_STATUSES, Lead
-from storage.users import UserRepository
+from storage.lead_views import FINISHED, LeadTimeline, LeadViews
+from storage.models import CLOSED_LEAD_STATUSES, Lead, User
+from storage.plan_cancels import PlanCancelOutbox
 from telegram_ui.render import clip
-from workflows.models import TERMINAL_PLAN_STATUSES, PlanState
 
 PAGE_SIZE = 5
-# After the cancel signal the workflow needs a moment to close; show the result, not a race.
+# After the cancel signal the workflow needs a moment to mirror it; show the result.
 SETTLE_TIMEOUT = 3.0
 
 
 async def page_view(
-    pool: asyncpg.Pool, plans: PlanService, owner: int, page: int
+    pool: asyncpg.Pool, owner: int, page: int, day_seconds: int
 ) -> tuple[str, InlineKeyboardMarkup]:
-    repo = LeadRepository(pool)
-    total = await repo.count_for_owner(owner)
+    views = LeadViews(pool)
+    page = max(page, 0)
+    total, rows = await views.page(owner, PAGE_SIZE, page * PAGE_SIZE)
     pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(page, 0), pages - 1)
-    leads = await repo.list_for_owner(owner, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
-    states = await asyncio.gather(*(plans.state(lead.id) for lead in leads))
-    text = leads_page(
-        list(zip(leads, states, strict=True)), page, pages, PAGE_SIZE, plans.settings.day_seconds
-    )
-    return text, leads_keyboard(leads, page, pages, page * PAGE_SIZE + 1)
+    if page >= pages:  # the list shrank since the button was drawn
+        page = pages - 1
+        total, rows = await views.page(owner, PAGE_SIZE, page * PAGE_SIZE)
+    text = leads_page(rows, page, pages, PAGE_SIZE, day_seconds)
+    return text, leads_keyboard([r.lead for r in rows], page, pages, page * PAGE_SIZE + 1)
 
 
 async def show_detail(
-    query: CallbackQuery, lead: Lead, plans: PlanService, state: PlanState | None = None
-) -> None:
-    if state is None:
-        state = await plans.state(lead.id)
-    await edit(
-        query, lead_detail(lead, state, plans.settings.day_seconds), lead_keyboard(lead, state)
-    )
+    query: CallbackQuery, pool: asyncpg.Pool, plans: PlanService, user: User, lead_id: int
+) -> LeadTimeline | None:
+    view = await LeadViews(pool).timeline(lead_id, user.telegram_id)
+    if view is None:
+        return None
+    pending = is_closed(view.lead) and await PlanCancelOutbox(pool).pending(lead_id) is not None
+    text = lead_detail(view, user.timezone, plans.settings.day_seconds, cancel_pending=pending)
+    await edit(query, text, lead_keyboard(view.lead, view.plan_status))
+    return view
 
 
-async def settled_state(plans: PlanService, lead_id: int) -> PlanState | None:
-    """The plan's state once it has finished, or the latest one after a short wait."""
+async def settled(pool: asyncpg.Pool, lead_id: int, owner: int) -> None:
+    """Wait (briefly) until the mirror shows the plan finished."""
     deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT
-    while True:
-        state = await plans.state(lead_id)
-        if state is None or state.status in TERMINAL_PLAN_STATUSES:
-            return state
-        if asyncio.get_running_loop().time() > deadline:
-            return state
+    while asyncio.get_running_loop().time() < deadline:
+        view = await LeadViews(pool).timeline(lead_id, owner)
+        if view is None or view.plan_status is None or view.plan_status in FINISHED:
+            return
         await asyncio.sleep(0.1)
 
 
 async def leads(message: Message, pool: asyncpg.Pool, plans: PlanService) -> None:
     assert message.from_user is not None
-    text, kb = await page_view(pool, plans, message.from_user.id, 0)
+    text, kb = await page_view(pool, message.from_user.id, 0, plans.settings.day_seconds)
     await message.answer(text, reply_markup=kb)
 
 
 async def leads_page_cb(
     query: CallbackQuery, callback_data: LeadsPage, pool: asyncpg.Pool, plans: PlanService
 ) -> None:
-    text, kb = await page_view(pool, plans, query.from_user.id, callback_data.page)
+    text, kb = await page_view(
+        pool, query.from_user.id, callback_data.page, plans.settings.day_seconds
+    )
     await edit(query, text, kb)
     await query.answer()
+
+
+async def _regenerate(
+    query: CallbackQuery, lead: Lead, view: LeadTimeline, plans: PlanService, user: User
+) -> None:
+    """A fresh draft is accepted at once; it arrives as its own message with Start plan."""
+    if is_closed(lead):
+        await query.answer(LEAD_CLOSED, show_alert=True)
+        return
+    try:
+        if view.running:
+            await plans.regenerate(lead)
+        else:
+            # Nothing open (never started, finished or stopped): a fresh plan.
+            await plans.start(lead, user)
+    except ActionRejected as err:
+        await query.answer(rejection_text(err), show_alert=True)
+        return
+    except RPCError:
+        await query.answer(UNREACHABLE, show_alert=True)
+        return
+    await query.answer("Drafting a new plan… it arrives as a new message")
 
 
 async def lead_action(
     query: CallbackQuery,
     callback_data: LeadCallback,
-    bot: Bot,
     pool: asyncpg.Pool,
     plans: PlanService,
+    user: User,
 ) -> None:
-    lead = await owned_lead_or_alert(query, pool, callback_data.lead_id)
-    if lead is None:
-        return
+    owner = query.from_user.id
     act = callback_data.act
     if act == LeadAct.OPEN:
-        await show_detail(query, lead, plans)
+        if await show_detail(query, pool, plans, user, callback_data.lead_id) is None:
+            await query.answer(NOT_YOURS, show_alert=True)
+            return
         await query.answer()
+        return
+    lead = await owned_lead_or_alert(query, pool, callback_data.lead_id)
+    if lead is None:
         return
     if act == LeadAct.STATUS_MENU:
         await edit(
@@ -101,48 +136,35 @@ async def lead_action(
         )
         await query.answer()
         return
+    view = await LeadViews(pool).timeline(lead.id, owner)
+    assert view is not None  # owned a moment ago; leads are never deleted by the bot
+    if act == LeadAct.REGENERATE:
+        await _regenerate(query, lead, view, plans, user)
+        return
     if act == LeadAct.STOP:
-        state = await plans.state(lead.id)
-        if state is None or state.status in TERMINAL_PLAN_STATUSES:
+        if not view.running:
             await query.answer("Already handled: the plan is not running")
             return
-        await plans.cancel(lead.id, "stopped by owner")
-        await show_detail(query, lead, plans, await settled_state(plans, lead.id))
-        await query.answer("Plan stopped 🛑")
-        return
-    if act == LeadAct.REGENERATE:
-        await query.answer("Drafting a new plan…")
-        current = await plans.state(lead.id)
-        if current is None or current.status in TERMINAL_PLAN_STATUSES:
-            # Nothing open (never started, finished or stopped): a fresh plan, whose draft
-            # the workflow sends with Start plan · Regenerate · Discard.
-            try:
-                await plans.start(lead, await UserRepository(pool).get(lead.telegram_id))
-            except RPCError:
-                await bot.send_message(
-                    query.from_user.id, "⚠️ The planner is unreachable right now. Try again later."
-                )
-            return
         try:
-            new = await plans.regenerate(lead.id)
-        except ActionRejected as err:
-            await bot.send_message(
-                query.from_user.id, f"⚠️ Could not regenerate: {clip(err.reason, 300)}"
-            )
+            await plans.cancel(lead.id, "stopped by owner")
+        except RPCError:
+            await query.answer(UNREACHABLE, show_alert=True)
             return
-        await show_detail(query, lead, plans, new)
+        await settled(pool, lead.id, owner)
+        await show_detail(query, pool, plans, user, lead.id)
+        await query.answer("Plan stopped 🛑")
         return
     try:
         if act == LeadAct.PAUSE:
-            new = await plans.pause(lead.id)
+            await plans.pause(lead.id)
             answer = "Paused ⏸"
         else:
-            new = await plans.resume(lead.id)
+            await plans.resume(lead.id)
             answer = "Resumed ▶️"
     except ActionRejected as err:
-        await query.answer(rejection_text(err.reason))
+        await query.answer(rejection_text(err))
         return
-    await show_detail(query, lead, plans, new)
+    await show_detail(query, pool, plans, user, lead.id)
     await query.answer(answer)
 
 
@@ -151,35 +173,28 @@ async def change_status(
     callback_data: LeadStatusCallback,
     pool: asyncpg.Pool,
     plans: PlanService,
+    user: User,
 ) -> None:
-    """One atomic status change, logged; closing a lead cancels its plan by signal."""
+    """One atomic status change, logged; closing a lead stops its plan, durably."""
     owner = query.from_user.id
-    change = await LeadRepository(pool).set_status(
-        callback_data.lead_id, owner, callback_data.status
-    )
-    if change is None:
+    result = await plans.close_lead(callback_data.lead_id, owner, callback_data.status)
+    if result is None:
         await query.answer(NOT_YOURS, show_alert=True)
         return
-    previous, lead = change
+    previous, lead, stopped = result
     if previous == lead.status:
-        await show_detail(query, lead, plans)
+        await show_detail(query, pool, plans, user, lead.id)
         await query.answer(f"Already {lead.status.value}")
         return
-    await ActivityLogRepository(pool).add(
-        lead.id,
-        owner,
-        "status_change",
-        f"{previous.value} → {lead.status.value}",
-        metadata={"from": previous.value, "to": lead.status.value},
-    )
-    state = None
     answer = f"Status: {lead.status.value}"
-    if lead.status in CLOSED_LEAD_STATUSES and previous not in CLOSED_LEAD_STATUSES:
-        await plans.cancel(lead.id, f"lead {lead.status.value}")
-        state = await settled_state(plans, lead.id)
-        answer += "; plan stopped"
-    await show_detail(query, lead, plans, state)
-    await query.answer(answer)
+    if is_closed(lead) and previous not in CLOSED_LEAD_STATUSES:
+        if stopped:
+            await settled(pool, lead.id, owner)
+            answer += "; plan stopped"
+        else:
+            answer += "; the planner is unreachable, the plan will stop shortly"
+    await show_detail(query, pool, plans, user, lead.id)
+    await query.answer(answer, show_alert=not stopped)
 
 
 def make_router() -> Router:

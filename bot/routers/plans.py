@@ -2,36 +2,53 @@
 
 from __future__ import annotations
 
-import asyncpg
-from aiogram import Bot, Router
-from aiogram.types import CallbackQuery
+from datetime import UTC, datetime
 
-from bot.routers.common import edit, owned_lead_or_alert, rejection_text
-from bot.services import ActionRejected, PlanService
-from bot.texts import next_phrase
+import asyncpg
+from aiogram import Router
+from aiogram.types import CallbackQuery
+from temporalio.service import RPCError
+
+from bot.routers.common import LEAD_CLOSED, UNREACHABLE, edit, owned_lead_or_alert, rejection_text
+from bot.services import ActionRejected, PlanService, is_closed
+from bot.texts import next_phrase, when
+from storage.models import Lead, User
 from telegram_ui.callbacks import PlanAct, PlanCallback
-from telegram_ui.render import MESSAGE_LIMIT, clip, lead_label, plan_text
-from workflows.models import PlanStatus
+from telegram_ui.render import MESSAGE_LIMIT, lead_label, plan_text
+from workflows.models import PlanState, PlanStatus
+
+
+async def _vacation(plans: PlanService, lead: Lead, user: User) -> PlanState | None:
+    """A plan started during the owner's /pause joins the vacation (users.paused_until)."""
+    until = user.paused_until
+    if until is None or until <= datetime.now(UTC):
+        return None
+    try:
+        return await plans.pause(lead.id, until)
+    except ActionRejected:
+        return None
 
 
 async def on_plan(
     query: CallbackQuery,
     callback_data: PlanCallback,
-    bot: Bot,
     pool: asyncpg.Pool,
     plans: PlanService,
+    user: User,
 ) -> None:
     cb = callback_data
     lead = await owned_lead_or_alert(query, pool, cb.lead_id)
     if lead is None:
+        return
+    if cb.act != PlanAct.DISCARD and is_closed(lead):
+        await query.answer(LEAD_CLOSED, show_alert=True)
         return
     label = lead_label(lead.prospect_name, lead.prospect_company)
     state = await plans.state(lead.id)
     if state is None:
         await query.answer("Already handled: this plan is gone")
         return
-    # approve/discard carry no version of their own: check here that the owner acts on
-    # the draft they saw, not on a newer one that replaced it.
+    # The owner acts on the draft they saw, not on a newer one that replaced it.
     if state.plan_version != cb.version or state.status != PlanStatus.AWAITING_APPROVAL:
         what = (
             "this plan was replaced"
@@ -43,27 +60,33 @@ async def on_plan(
     match cb.act:
         case PlanAct.START:
             try:
-                new = await plans.approve(lead.id)
+                new = await plans.approve(lead, cb.version)
             except ActionRejected as err:
-                await query.answer(rejection_text(err.reason))
+                await query.answer(rejection_text(err))
                 return
-            footer = f"\n\n▶️ <b>Plan started.</b> {next_phrase(new)}"
+            paused = await _vacation(plans, lead, user)
+            footer = f"\n\n▶️ <b>Plan started.</b> {next_phrase(paused or new)}"
+            if paused is not None:
+                footer += f"\n⏸ Paused until {when(user.paused_until, user.timezone)} (/pause)."
             body = plan_text(lead.prospect_name, lead.prospect_company, new)
             if len(body) + len(footer) > MESSAGE_LIMIT:
                 body = f"📋 Engagement plan for {label}: {len(new.steps)} steps"
             await edit(query, body + footer)
             await query.answer("Plan started ▶️")
         case PlanAct.REGENERATE:
-            await query.answer("Drafting a new plan…")
-            await edit(query, f"🔄 Drafting a new plan for {label}…")
             try:
-                await plans.regenerate(lead.id)  # the workflow sends the new draft itself
+                await plans.regenerate(lead)  # the workflow sends the new draft itself
             except ActionRejected as err:
-                await bot.send_message(
-                    query.from_user.id, f"⚠️ Could not regenerate: {clip(err.reason, 300)}"
-                )
+                await query.answer(rejection_text(err), show_alert=True)
+                return
+            await edit(query, f"🔄 Drafting a new plan for {label}… it arrives as a new message.")
+            await query.answer("Drafting a new plan…")
         case PlanAct.DISCARD:
-            await plans.cancel(lead.id, "plan discarded by owner")
+            try:
+                await plans.cancel(lead.id, "plan discarded by owner")
+            except RPCError:
+                await query.answer(UNREACHABLE, show_alert=True)
+                return
             await edit(query, f"🗑 Plan for {label} discarded.")
             await query.answer("Discarded")
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncpg
 from aiogram import Bot, Router
 from aiogram.types import CallbackQuery
+from temporalio.service import RPCError
 
-from bot.routers.common import edit, owned_lead_or_alert, rejection_text
+from bot.routers.common import UNREACHABLE, edit, owned_lead_or_alert, rejection_text
 from bot.services import ActionRejected, PlanService
 from bot.texts import reminder_outcome
+from storage.lead_views import LeadViews
+from storage.reminders import ReminderRepository
 from telegram_ui.callbacks import StepAct, StepCallback
-from telegram_ui.render import full_draft_text
-from workflows.models import TERMINAL_PLAN_STATUSES, PlanState
+from telegram_ui.render import MESSAGE_LIMIT, clip, lead_label
+from workflows.models import PlanState
 
 SNOOZE_DAYS = {StepAct.SNOOZE_1D: 1, StepAct.SNOOZE_3D: 3}
 
@@ -32,31 +35,31 @@ async def on_step(
     if lead is None:
         return
     if cb.act == StepAct.FULL_DRAFT:
-        state = await plans.state(lead.id)
-        step = state.step(cb.step_id) if state and state.plan_version == cb.version else None
-        if step is None:
+        # The mirror holds every step's draft: no worker needed to read it.
+        row = await ReminderRepository(pool).get_by_lead_and_step(lead.id, cb.step_id, cb.version)
+        if row is None or not row.draft_text:
             await query.answer("Already handled: this plan was replaced")
             return
         await query.answer()
-        await bot.send_message(query.from_user.id, full_draft_text(step))
+        await bot.send_message(
+            query.from_user.id,
+            f"📄 <b>Full draft</b>\n<blockquote>{clip(row.draft_text, MESSAGE_LIMIT - 100)}"
+            "</blockquote>",
+        )
         return
     if cb.act == StepAct.STOP_PLAN:
-        state = await plans.state(lead.id)
-        if state is None or state.status in TERMINAL_PLAN_STATUSES:
-            status = state.status.value if state else "finished"
+        view = await LeadViews(pool).timeline(lead.id, query.from_user.id)
+        if view is None or not view.running:
+            status = view.plan_status.value if view and view.plan_status else "finished"
             await query.answer(f"Already handled: plan is {status}")
             return
-        await plans.cancel(lead.id, "stopped from a reminder")
-        await edit(
-            query,
-            reminder_outcome(
-                lead,
-                state,
-                cb.step_id,
-                "🛑 Plan stopped. No more reminders for this lead.",
-                show_next=False,
-            ),
-        )
+        try:
+            await plans.cancel(lead.id, "stopped from a reminder")
+        except RPCError:
+            await query.answer(UNREACHABLE, show_alert=True)
+            return
+        label = lead_label(lead.prospect_name, lead.prospect_company)
+        await edit(query, f"<b>{label}</b>\n\n🛑 Plan stopped. No more reminders for this lead.")
         await query.answer("Plan stopped")
         return
 
@@ -74,7 +77,7 @@ async def on_step(
             unit = "day" if days == 1 else "days"
             outcome, answer = f"💤 Snoozed {days} {unit}.", f"Snoozed {days} {unit} 💤"
     except ActionRejected as err:
-        await query.answer(rejection_text(err.reason))
+        await query.answer(rejection_text(err))
         return
     # Edit first, then answer: when the spinner stops, the message already says what happened.
     await edit(query, reminder_outcome(lead, new_state, cb.step_id, outcome))

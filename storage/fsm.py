@@ -1,0 +1,108 @@
+"""aiogram dialog (FSM) state in PostgreSQL: bot processes keep nothing in memory.
+
+A restart in the middle of /add, or the next answer landing on another bot replica,
+continues the dialog from the `bot_fsm_state` row (migration 005).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiogram.fsm.state import State
+from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
+
+from storage.db import Queryable
+
+_KEY = "bot_id, chat_id, user_id, thread_id, business_connection_id, destiny"
+
+
+def _key_args(key: StorageKey) -> tuple[int, int, int, int, str, str]:
+    return (
+        key.bot_id,
+        key.chat_id,
+        key.user_id,
+        key.thread_id or 0,
+        key.business_connection_id or "",
+        key.destiny,
+    )
+
+
+def _state_name(state: StateType) -> str | None:
+    return state.state if isinstance(state, State) else state
+
+
+class PostgresStorage(BaseStorage):
+    """One row per StorageKey; every call is a single statement, so concurrent replicas
+    never lose each other's writes to the other column (state vs data).
+
+    A row with no state and no data is deleted, so finished dialogs leave nothing behind.
+    """
+
+    def __init__(self, db: Queryable) -> None:
+        self._db = db
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        await self._db.execute(
+            f"""
+            INSERT INTO bot_fsm_state ({_KEY}, state) VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT ({_KEY}) DO UPDATE SET state = EXCLUDED.state, updated_at = now()
+            """,
+            *_key_args(key),
+            _state_name(state),
+        )
+        await self._forget_if_empty(key)
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        value = await self._db.fetchval(
+            f"SELECT state FROM bot_fsm_state WHERE ({_KEY}) = ($1, $2, $3, $4, $5, $6)",
+            *_key_args(key),
+        )
+        return None if value is None else str(value)
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        await self._db.execute(
+            f"""
+            INSERT INTO bot_fsm_state ({_KEY}, data)
+            VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)
+            ON CONFLICT ({_KEY}) DO UPDATE SET data = EXCLUDED.data, updated_at = now()
+            """,
+            *_key_args(key),
+            json.dumps(dict(data)),
+        )
+        await self._forget_if_empty(key)
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        value = await self._db.fetchval(
+            f"SELECT data::text FROM bot_fsm_state WHERE ({_KEY}) = ($1, $2, $3, $4, $5, $6)",
+            *_key_args(key),
+        )
+        return {} if value is None else dict(json.loads(value))
+
+    async def update_data(self, key: StorageKey, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge in one statement (jsonb ||), not read-modify-write."""
+        value = await self._db.fetchval(
+            f"""
+            INSERT INTO bot_fsm_state ({_KEY}, data)
+            VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)
+            ON CONFLICT ({_KEY}) DO UPDATE
+                SET data = bot_fsm_state.data || EXCLUDED.data, updated_at = now()
+            RETURNING data::text
+            """,
+            *_key_args(key),
+            json.dumps(dict(data)),
+        )
+        return dict(json.loads(value))
+
+    async def _forget_if_empty(self, key: StorageKey) -> None:
+        await self._db.execute(
+            f"""
+            DELETE FROM bot_fsm_state
+            WHERE ({_KEY}) = ($1, $2, $3, $4, $5, $6) AND state IS NULL AND data = '{{}}'::jsonb
+            """,
+            *_key_args(key),
+        )
+
+    async def close(self) -> None:
+        """The pool belongs to the process, not to the storage; nothing to close."""
