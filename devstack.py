@@ -22,7 +22,7 @@ from workflows import search_attributes as sa
 
 DATA_DIR = Path(os.environ.get("LEADPILOT_DATA_DIR", ".leadpilot")).resolve()
 TEMPORAL_CLI = Path(sys.prefix) / "bin" / "temporal"
-TEMPORAL_PORT, TEMPORAL_UI_PORT, TELEGRAM_PORT = 7233, 8233, 8081
+TEMPORAL_PORT, TEMPORAL_UI_PORT, TELEGRAM_PORT, MINIAPP_PORT = 7233, 8233, 8081, 8082
 DEMO_TOKEN = "1000001:leadpilot-local-demo"
 
 
@@ -90,6 +90,7 @@ async def run(day_seconds: int | None) -> None:
     from emulators.webchat import mount_webchat
     from settings import load_settings
     from temporal_client import connect, register_search_attributes
+    from webapp.server import serve as serve_miniapp
     from worker import running_workers
 
     env = os.environ
@@ -122,6 +123,13 @@ async def run(day_seconds: int | None) -> None:
             overrides |= {"telegram_bot_token": DEMO_TOKEN, "telegram_api_base": emulator.base_url}
             say(f"telegram      local emulator at {emulator.base_url}")
             say(f"web chat      {emulator.base_url}/chat   ← talk to the bot here")
+            # The Mini App: http is fine for the emulator (real Telegram needs https, so
+            # with a real token MINIAPP_URL stays whatever public URL the user gave).
+            os.environ.setdefault("MINIAPP_URL", f"http://127.0.0.1:{MINIAPP_PORT}/app")
+            os.environ["TELEGRAM_API_BASE"] = emulator.base_url  # read by the reminder keyboards
+            overrides["miniapp_telegram_js"] = f"{emulator.base_url}/chat/telegram-web-app.js"
+        require_free(MINIAPP_PORT, "Mini App")
+        overrides |= {"miniapp_host": "127.0.0.1", "miniapp_port": MINIAPP_PORT}
         settings = load_settings(**overrides)
 
         stop = asyncio.Event()
@@ -132,9 +140,12 @@ async def run(day_seconds: int | None) -> None:
             say("worker        running (task queues: engagement, telegram)")
             bot = asyncio.create_task(run_bot(settings, stop))
             say(f"bot           {settings.bot_mode}")
+            miniapp = asyncio.create_task(serve_miniapp(settings, stop))
+            say(f"mini app      http://127.0.0.1:{MINIAPP_PORT}/app   (📋 Open pipeline)")
             say("ready — Ctrl-C stops everything")
             await stop.wait()
             await bot
+            await miniapp
     finally:
         if emulator is not None:
             await emulator.stop()

@@ -44,6 +44,41 @@ class Settings(BaseSettings):
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8081
 
+    # Mini App (webapp/): its public URL (https for real Telegram; None hides its buttons),
+    # where `python -m webapp` listens, and sign-in limits.
+    miniapp_url: str | None = None
+    miniapp_host: str = "0.0.0.0"
+    miniapp_port: int = 8082
+    # HS256 key of the session tokens; unset: derived from the bot token.
+    miniapp_session_secret: str | None = None
+    miniapp_session_ttl_seconds: int = Field(default=3600, ge=60)
+    miniapp_auth_max_age_seconds: int = Field(default=86400, ge=60)
+    # Telegram's script; the dev stack serves a local stand-in (no internet needed).
+    miniapp_telegram_js: str = "https://telegram.org/js/telegram-web-app.js"
+
+
+class MiniAppLink(BaseSettings):
+    """Only what an "Open pipeline" button needs, for code without the full settings
+    (the send activities build reminder keyboards)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    miniapp_url: str | None = None
+    telegram_api_base: str | None = None
+
+    @property
+    def url(self) -> str | None:
+        return usable_miniapp_url(self.miniapp_url, self.telegram_api_base)
+
+
+def usable_miniapp_url(url: str | None, telegram_api_base: str | None) -> str | None:
+    """The URL if Telegram will take it for a web_app button: https, or http when a local
+    Bot API server or the emulator (TELEGRAM_API_BASE) is in use."""
+    url = (url or "").strip()
+    if url.startswith("https://") or (url.startswith("http://") and telegram_api_base):
+        return url
+    return None
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings or stop the process with one line naming what is wrong."""

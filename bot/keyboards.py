@@ -15,6 +15,7 @@ from bot.callbacks import (
 )
 from storage.lead_views import FINISHED, MirroredPlanStatus
 from storage.models import CLOSED_LEAD_STATUSES, Lead, LeadStatus
+from telegram_ui.render import miniapp_button
 
 
 def leads_keyboard(leads: list[Lead], page: int, pages: int, first: int) -> InlineKeyboardMarkup:
@@ -37,6 +38,9 @@ def leads_keyboard(leads: list[Lead], page: int, pages: int, first: int) -> Inli
         )
     if nav:
         kb.row(*nav)
+    app = miniapp_button()
+    if app is not None:
+        kb.row(app)
     return kb.as_markup()
 
 

@@ -12,6 +12,12 @@ endpoints that wrap the emulator's user-side API:
 * ``POST /chat/api/press {message_id, callback_data}`` → the user taps an inline button
 * ``GET  /chat/api/events?since=N[&timeout=S]`` → long-poll (≤ 25 s) of the emulator's
   append-only change log, each event carrying the message's current state
+* ``POST /chat/api/webapp {url}`` → ``{init_data}``: Mini App launch data for the chatting
+  user, signed with the bot token exactly as Telegram signs it; the page opens the app
+  (a ``web_app`` button or the menu button set by ``setChatMenuButton``) in a side panel
+  and plays Telegram's side of it (back button, main button, popups, theme) over
+  ``postMessage``, with a stand-in for ``telegram-web-app.js`` at
+  ``GET /chat/telegram-web-app.js``.
 
 Messages are sent as plain text plus Telegram entities (UTF-16 offsets, which are what
 JavaScript string indices are), and the page builds DOM nodes from them with
@@ -31,10 +37,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
+import secrets
 import signal
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -59,6 +70,7 @@ CHAT_PATH = "/chat"
 DEFAULT_USER_ID = 1001
 MAX_POLL_TIMEOUT = 25.0
 PAGE_FILE = Path(__file__).with_name("webchat_static") / "chat.html"
+WEB_APP_JS = Path(__file__).with_name("webchat_static") / "telegram-web-app.js"
 _SAFE_LINK_SCHEMES = ("http://", "https://", "tg://", "mailto:")
 
 
@@ -75,6 +87,7 @@ def message_view(message: Message) -> dict[str, Any]:
                     "text": str(button.get("text", "")),
                     "callback_data": button.get("callback_data"),
                     "url": url if safe_url else None,
+                    "web_app": _web_app_url(button.get("web_app")),
                 }
             )
         keyboard.append(buttons)
@@ -95,6 +108,25 @@ def message_view(message: Message) -> dict[str, Any]:
         "reply_to": reply_to,
         "forwarded_from": _origin_name(message.forward_origin),
     }
+
+
+def _web_app_url(web_app: Any) -> str | None:
+    url = web_app.get("url") if isinstance(web_app, dict) else None
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+
+def sign_web_app_data(bot_token: str, user: dict[str, Any], auth_date: int | None = None) -> str:
+    """Mini App initData as Telegram builds it: fields plus the HMAC-SHA256 `hash` keyed by
+    HMAC_SHA256("WebAppData", bot_token) (core.telegram.org/bots/webapps)."""
+    fields = {
+        "query_id": "AA" + secrets.token_urlsafe(12),
+        "user": json.dumps(user, separators=(",", ":"), ensure_ascii=False),
+        "auth_date": str(int(time.time()) if auth_date is None else auth_date),
+    }
+    check = "\n".join(f"{k}={fields[k]}" for k in sorted(fields))
+    key = hmac.new(b"WebAppData", bot_token.encode(), hashlib.sha256).digest()
+    fields["hash"] = hmac.new(key, check.encode(), hashlib.sha256).hexdigest()
+    return urlencode(fields)
 
 
 def _origin_name(origin: dict[str, Any] | None) -> str | None:
@@ -145,8 +177,42 @@ class _WebChat:
                 "user": {"id": self.user_id, "first_name": self.first_name},
                 "bot": {"first_name": emu.bot.first_name, "username": emu.bot.username},
                 "commands": emu.commands(),
+                "menu_app": self._menu_app(),
                 "messages": [message_view(m) for m in emu.history(self.user_id)],
             }
+        )
+
+    def _menu_app(self) -> dict[str, str] | None:
+        """The chat's menu button, if the bot set a web_app one (the latest call wins)."""
+        for call in reversed(self.emulator.calls("setChatMenuButton", ok=True)):
+            chat = call.params.get("chat_id")
+            if chat is not None and chat != self.user_id:
+                continue
+            button = call.params.get("menu_button") or {}
+            url = _web_app_url(button.get("web_app")) if isinstance(button, dict) else None
+            if url is None:
+                return None
+            return {"text": str(button.get("text") or "App"), "url": url}
+        return None
+
+    async def web_app(self, request: web.Request) -> web.Response:
+        """Launch data for a Mini App the bot offered, signed for the chatting user."""
+        body = await _json_body(request)
+        url = body.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _client_error("url must be an http(s) URL")
+        user = {
+            "id": self.user_id,
+            "first_name": self.first_name,
+            "language_code": "en",
+            "allows_write_to_pm": True,
+        }
+        return web.json_response({"init_data": sign_web_app_data(self.emulator.token, user)})
+
+    async def web_app_js(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(
+            WEB_APP_JS,
+            headers={"Cache-Control": "no-store", "Content-Type": "application/javascript"},
         )
 
     async def send(self, request: web.Request) -> web.Response:
@@ -235,6 +301,8 @@ def add_webchat_routes(
     app.router.add_post(f"{CHAT_PATH}/api/send", chat.send)
     app.router.add_post(f"{CHAT_PATH}/api/press", chat.press)
     app.router.add_get(f"{CHAT_PATH}/api/events", chat.events)
+    app.router.add_post(f"{CHAT_PATH}/api/webapp", chat.web_app)
+    app.router.add_get(f"{CHAT_PATH}/telegram-web-app.js", chat.web_app_js)
 
 
 def mount_webchat(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
 from telegram_ui.callbacks import PlanAct, PlanCallback, StepAct, StepCallback
 from workflows.models import (
@@ -87,7 +87,22 @@ def reminder_keyboard(lead_id: int, version: int, step: StepState) -> InlineKeyb
     if draft_is_truncated(step):
         last.insert(0, button("📄 Full draft", StepAct.FULL_DRAFT))
     rows.append(last)
+    app = miniapp_button(lead_id)
+    if app is not None:
+        rows.append([app])
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def miniapp_button(lead_id: int | None = None) -> InlineKeyboardButton | None:
+    """ "📋 Open pipeline": the Mini App (at the lead, if given), when MINIAPP_URL is set."""
+    from settings import MiniAppLink
+
+    url = MiniAppLink().url
+    if url is None:
+        return None
+    if lead_id is not None:
+        url += ("&" if "?" in url else "?") + f"lead={lead_id}"
+    return InlineKeyboardButton(text="📋 Open pipeline", web_app=WebAppInfo(url=url))
 
 
 def full_draft_text(step: StepState) -> str:
