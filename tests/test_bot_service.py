@@ -1,0 +1,307 @@
+"""The bot as a service (issue 10): replies survive flood control, one chat's updates in
+order, dialog state in PostgreSQL across restarts and replicas, outages answered, a closed
+lead stops its plan even while Temporal is unreachable, lists read the mirror.
+
+Real dispatcher, the Telegram emulator over HTTP, embedded PostgreSQL, the Temporal dev
+server (or a client that cannot reach any Temporal)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from bot.app import build_dispatcher, build_webhook_app
+from bot.callbacks import LeadStatusCallback
+from bot.failures import TRY_AGAIN
+from settings import Settings
+from storage.db import create_pool
+from storage.leads import LeadRepository
+from storage.models import LeadStatus
+from storage.plan_cancels import PlanCancelOutbox
+from telegram_ui.session import make_bot
+from tests.bot_fixtures import BotStack, PollingBot, bot_stack
+from tests.rig import eventually
+from workflows.models import PlanStatus
+
+pytestmark = pytest.mark.usefixtures("distinct_lead_ids")  # the dev server is shared
+
+ALICE = 1001
+BOB = 2002
+CAROL = 3003
+
+
+def _settings(db_url: str, telegram: Any, **extra: Any) -> Settings:
+    return Settings(
+        database_url=db_url,
+        telegram_bot_token=telegram.token,
+        telegram_api_base=telegram.base_url,
+        day_seconds=60,
+        **extra,
+    )
+
+
+async def unreachable_temporal() -> Client:
+    """A client whose every call fails: nothing listens on the port (Temporal down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return await Client.connect(
+        f"127.0.0.1:{port}", lazy=True, data_converter=pydantic_data_converter
+    )
+
+
+@pytest.fixture
+async def bot_only(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> AsyncIterator[PollingBot]:
+    """The bot process alone (no workers): enough for dialogs, lists and settings."""
+    bot = PollingBot(pool, dev_env.client, _settings(db_url, telegram))
+    bot.start()
+    try:
+        yield bot
+    finally:
+        await bot.stop()
+
+
+@pytest.fixture
+async def slow(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> AsyncIterator[BotStack]:
+    async with bot_stack(dev_env, db_url, pool, telegram, day_seconds=60) as stack:
+        yield stack
+
+
+async def test_replies_survive_flood_control_and_server_errors(
+    bot_only: PollingBot, telegram: Any
+) -> None:
+    """Four quick commands under Telegram's per-chat limit, a 502 and a 429 on a button
+    answer: every reply arrives (issue 10 saw three of four)."""
+    telegram.set_flood_limit(per_chat_per_second=1, retry_after=1)
+    telegram.fail_next("sendMessage", 502, chat_id=ALICE)
+    for text in ("/settings", "/leads", "/help", "/settings"):
+        telegram.user_says(ALICE, text)
+
+    async def four_replies() -> list[str] | None:
+        texts = [m.text for m in telegram.sent(ALICE)]
+        return texts if len(texts) == 4 else None
+
+    texts = await eventually(four_replies, timeout=30)
+    assert sum("Settings" in t for t in texts) == 2
+    assert any("no leads yet" in t for t in texts) and any("/add" in t for t in texts)
+    refused = telegram.calls("sendMessage", chat_id=ALICE, ok=False)
+    assert any(c.status == 429 for c in refused) and any(c.status == 502 for c in refused)
+
+    # A button answer hit by flood control is retried too: the spinner stops.
+    listing = telegram.sent(ALICE)[1]
+    telegram.fail_next("answerCallbackQuery", 429, retry_after=1)
+    answer = await telegram.wait_answered(telegram.press(ALICE, listing.message_id, "zz"), 15)
+    assert answer.text == "This button is no longer valid."
+
+
+async def _wait_lead(pool: asyncpg.Pool, owner: int) -> Any:
+    async def one() -> Any:
+        leads = await LeadRepository(pool).list_for_owner(owner)
+        return leads[0] if leads else None
+
+    return await eventually(one, timeout=20)
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.05])
+async def test_one_chats_updates_in_order(
+    gap: float, bot_only: PollingBot, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """/add and its three answers sent together (a reconnecting phone's backlog) or 50 ms
+    apart, by three users at once: every dialog asks its questions in order and stores
+    the right lead."""
+    users = (ALICE, BOB, CAROL)
+    for step in ("/add", "Name {u}", "Company {u}", "Context {u}"):
+        for user in users:
+            telegram.user_says(user, step.format(u=user))
+        if gap:
+            await asyncio.sleep(gap)  # pacing the input, not waiting for a result
+    for user in users:
+        await telegram.wait_for_message(user, "Drafting a plan for", timeout=20)
+        texts = [m.text for m in telegram.sent(user)]
+        assert texts[:4] == [
+            "Who is the lead? Send their name. (/cancel to stop)",
+            f"Company of Name {user}? (send - to skip)",
+            "What do you know about them — where you met, what they need? (send - to skip)",
+            f"⏳ Drafting a plan for Name {user} (Company {user})…",
+        ]
+        lead = await _wait_lead(pool, user)
+        assert (lead.prospect_name, lead.prospect_company, lead.original_context) == (
+            f"Name {user}",
+            f"Company {user}",
+            f"Context {user}",
+        )
+
+
+async def test_dialog_survives_a_bot_restart(slow: BotStack) -> None:
+    """The bot restarts between two answers of /add: the dialog continues (state in
+    PostgreSQL, not in the process)."""
+    await slow.say(ALICE, "/add", "Send their name")
+    await slow.say(ALICE, "Grace Hopper", "Company of Grace Hopper")
+    await slow.restart_bot()
+    await slow.say(ALICE, "Navy", "What do you know")
+    long_context = "Met at the COBOL meetup. " * 200  # 5000 characters: over the limit
+    await slow.say(ALICE, long_context, "I keep the first 4000")
+    await slow.telegram.wait_for_message(ALICE, "Drafting a plan for Grace Hopper (Navy)")
+    lead = await _wait_lead(slow.pool, ALICE)
+    assert lead.prospect_company == "Navy"
+    assert lead.original_context == long_context.strip()[:4000]
+    # The finished dialog leaves no row behind.
+    assert await slow.pool.fetchval("SELECT count(*) FROM bot_fsm_state") == 0
+
+
+async def test_two_webhook_replicas_share_one_dialog(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """Two bot processes in webhook mode behind a balancer taking alternate updates of
+    one /add dialog: each continues where the other left off."""
+    replicas: list[tuple[str, web.AppRunner, Any]] = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        settings = _settings(
+            db_url,
+            telegram,
+            bot_mode="webhook",
+            webhook_url=f"http://127.0.0.1:{port}/telegram/webhook",
+            webhook_secret="replica-secret",
+        )
+        # Each replica has its own pool, Bot and Dispatcher, as separate processes would.
+        own_pool = await create_pool(db_url)
+        bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
+        app = build_webhook_app(build_dispatcher(own_pool, dev_env.client, settings), bot, settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        assert settings.webhook_url is not None
+        replicas.append((settings.webhook_url, runner, own_pool))
+    try:
+        steps = [
+            ("/add", "Send their name"),
+            ("Ada", "Company of Ada"),
+            ("Analytical Engines", "What do you know"),
+            ("Wants a demo", "Drafting a plan for Ada (Analytical Engines)"),
+        ]
+        for i, (text, expect) in enumerate(steps):
+            mark = telegram.call_count
+            telegram.user_says(ALICE, text)
+            url = replicas[i % 2][0]
+            assert await telegram.post_update_to(url, "replica-secret") == 200
+            await telegram.wait_for_message(ALICE, expect, timeout=15, since=mark)
+        lead = await _wait_lead(pool, ALICE)
+        assert (lead.prospect_name, lead.prospect_company) == ("Ada", "Analytical Engines")
+    finally:
+        for _, runner, own_pool in replicas:
+            await runner.cleanup()
+            await own_pool.close()
+
+
+async def test_database_outage_is_answered_not_dropped(
+    dev_env: WorkflowEnvironment, db_url: str, telegram: Any
+) -> None:
+    """The database is gone (the bot's pool can't give a connection): a message and a
+    button press both get "try again in a moment", the press within the callback deadline."""
+    broken = await create_pool(db_url)
+    await broken.close()
+    bot = PollingBot(broken, dev_env.client, _settings(db_url, telegram))
+    bot.start()
+    try:
+        telegram.user_says(ALICE, "/leads")
+        reply = await telegram.wait_for_message(ALICE, "try again in a moment", timeout=15)
+        answer = await telegram.wait_answered(
+            telegram.press(
+                ALICE,
+                reply.message_id,
+                LeadStatusCallback(lead_id=1, status=LeadStatus.CLOSED_WON).pack(),
+            ),
+            timeout=10,
+        )
+        assert answer.text == TRY_AGAIN
+        assert telegram.unanswered_queries() == []
+    finally:
+        await bot.stop()
+
+
+async def _started_plan(stack: BotStack, user: int) -> tuple[int, Any]:
+    await stack.say(user, "/start", "Welcome")
+    lead_id, plan = await stack.add_lead(user)
+    mark = stack.telegram.call_count
+    assert "Plan started" in await stack.tap(user, plan, "Start plan")
+    step1 = await stack.telegram.wait_for_message(user, "Step 1 of 6", timeout=15, since=mark)
+    return lead_id, step1
+
+
+async def test_closing_a_lead_while_temporal_is_unreachable(slow: BotStack) -> None:
+    """Temporal is unreachable when the owner marks the lead won: the status is saved, the
+    owner is told the plan will stop shortly, and once Temporal is back the plan gets its
+    cancel signal (from the durable outbox), with nothing more sent."""
+    tg = slow.telegram
+    lead_id, step1 = await _started_plan(slow, ALICE)
+
+    # The bot process now runs against a Temporal it cannot reach.
+    assert slow.process is not None
+    await slow.process.stop()
+    slow.process = PollingBot(slow.pool, await unreachable_temporal(), slow.settings)
+    slow.process.start()
+    won = LeadStatusCallback(lead_id=lead_id, status=LeadStatus.CLOSED_WON).pack()
+    answer = await tg.wait_answered(tg.press(ALICE, step1.message_id, won), timeout=20)
+    assert "will stop shortly" in str(answer.text)
+    assert "it will stop shortly" in tg.message(ALICE, step1.message_id).text
+    lead = await LeadRepository(slow.pool).get(lead_id)
+    assert lead is not None and lead.status == LeadStatus.CLOSED_WON
+    pending = await PlanCancelOutbox(slow.pool).pending(lead_id)
+    assert pending is not None and pending.attempts >= 1
+    assert (await slow.state(lead_id)).status == PlanStatus.ACTIVE  # not stopped yet
+
+    # Temporal reachable again (a bot with a working client): the outbox delivers.
+    await slow.restart_bot()
+    summary = await slow.handle(lead_id).result()
+    assert summary.status == PlanStatus.CANCELLED and summary.reason == "lead closed_won"
+
+    async def outbox_empty() -> bool:
+        return await PlanCancelOutbox(slow.pool).pending(lead_id) is None
+
+    await eventually(outbox_empty)
+
+
+async def test_lists_read_the_mirror_while_no_worker_runs(slow: BotStack) -> None:
+    """/leads and the lead's timeline come from PostgreSQL: with every worker stopped they
+    still show the running plan and its overdue step."""
+    tg = slow.telegram
+    await _started_plan(slow, ALICE)
+    await slow.rig.stop_workers()
+    listing = await slow.say(ALICE, "/leads", "Your leads")
+    assert "▶️ active" in str(listing.text)
+    assert "next: step 1 of 6 ❗ overdue" in str(listing.text)
+    await slow.tap(ALICE, listing, "Ada Lovelace")
+    detail = tg.message(ALICE, listing.message_id)
+    assert "Plan v1: ▶️ active" in detail.text
+    step1 = next(line for line in detail.text.splitlines() if " 1. " in line)
+    assert "❗ overdue" in step1
+    assert [b.text for b in detail.buttons][:2] == ["⏸ Pause", "🛑 Stop plan"]
+    slow.rig.start_workers()
+
+
+async def test_a_plan_started_during_a_vacation_joins_it(slow: BotStack) -> None:
+    """/pause with no plan running, then a new lead's plan is started: it is paused until
+    the vacation ends (users.paused_until applies to plans started later)."""
+    await slow.say(ALICE, "/start", "Welcome")
+    await slow.say(ALICE, "/pause 3", "Paused 0 plans")
+    lead_id, plan = await slow.add_lead(ALICE)
+    assert "Plan started" in await slow.tap(ALICE, plan, "Start plan")
+    assert "Paused until" in slow.telegram.message(ALICE, plan.message_id).text
+    state = await slow.state(lead_id)
+    assert state.status == PlanStatus.PAUSED and state.paused_until is not None
