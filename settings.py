@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     openai_api_key: str | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
+    # A draft's overall deadline across retries, and each request's share of it (seconds).
+    planner_deadline_seconds: float = Field(default=60.0, gt=0)
+    planner_request_timeout_seconds: float = Field(default=25.0, gt=0)
 
     # 86400 in production; smaller only for demos and tests.
     day_seconds: int = Field(default=86400, ge=1)

@@ -49,8 +49,14 @@ def create_workers(
 
     planning = PlanningActivities(
         load_lead,
-        make_openai_client(settings.openai_api_key, settings.openai_base_url),
+        make_openai_client(
+            settings.openai_api_key,
+            settings.openai_base_url,
+            timeout=settings.planner_request_timeout_seconds,
+        ),
         settings.openai_model,
+        deadline=settings.planner_deadline_seconds,
+        request_timeout=settings.planner_request_timeout_seconds,
     )
     mirror = MirrorActivities(pool)
     telegram = TelegramActivities(

@@ -6,18 +6,24 @@ repaired, so a slightly sloppy local model still yields a plan the workflow can 
 Lead text is untrusted and reaches the model only as delimited JSON data in the user
 message; the model gets no tools.
 
-Retries: API failures (5xx, 429, timeouts, connection errors) propagate unchanged and
-Temporal retries the activity with backoff, so the client should do at most one quick
-retry of its own (`make_openai_client` sets `max_retries=1`); otherwise SDK and Temporal
-retries multiply. Answers that will not get better by asking again (a refusal, output
-that cannot be repaired, a request the endpoint calls invalid) fail non-retryably.
+Failures are fast and in the owner's words. A draft has one overall deadline (60 s by
+default) counted from the first attempt across all retries; each request gets at most
+25 s of it and the SDK does not retry on its own (Temporal does). A transient failure
+(timeout, connection, 5xx, 429, an answer that is not JSON) raises a retryable
+"PlannerUnavailable" with `next_retry_delay`, or a non-retryable one once the deadline
+leaves no room for another try. Answers that will not get better by asking again (a
+refusal, output that cannot be repaired, a request the endpoint calls invalid or
+unauthorised) fail non-retryably as "PlanRejected". Every message is meant for the
+owner; the provider's own text goes to the worker log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -60,11 +66,25 @@ __all__ = [
 
 PROMPT_PATH = Path(__file__).resolve().parent.parent / "prompts" / "engagement_plan.md"
 LEAD_TAG = "lead_data"
-OPENAI_TIMEOUT_SECONDS = 30.0
-OPENAI_MAX_RETRIES = 1
-# Requests the endpoint calls invalid stay invalid; everything else (429, 5xx, a key the
-# operator can fix, timeouts) is left to Temporal's retry policy.
-_NON_RETRYABLE_STATUSES = frozenset({400, 404, 413, 422})
+OPENAI_TIMEOUT_SECONDS = 25.0
+OPENAI_MAX_RETRIES = 0
+DRAFT_DEADLINE_SECONDS = 60.0
+RETRY_DELAY_SECONDS = 2.0
+# A try with less time than this left is not worth starting.
+MIN_TRY_SECONDS = 5.0
+# Requests the endpoint calls invalid or unauthorised stay so until an operator acts.
+_NON_RETRYABLE_STATUSES = frozenset({400, 401, 403, 404, 413, 422})
+
+# What the owner reads (PlanState.last_error, the "could not draft" notice).
+NO_ANSWER = "The planning service did not answer; try 🔄 Regenerate in a minute."
+UNREACHABLE = "The planning service could not be reached; try 🔄 Regenerate in a minute."
+FAILED = "The planning service had a problem; try 🔄 Regenerate in a minute."
+BUSY = "The planning service is busy right now; try 🔄 Regenerate in a minute."
+GARBLED = "The planning service answered with something that is not a plan; try 🔄 Regenerate in a minute."
+MISCONFIGURED = (
+    "The planning service turned the request down, so its settings need a look: ask whoever "
+    "runs leadpilot to check the AI settings, or add the steps yourself."
+)
 
 
 class PlanGenerationError(ValueError):
@@ -419,6 +439,31 @@ def _rejected(message: str) -> ApplicationError:
     return ApplicationError(message, type="PlanRejected", non_retryable=True)
 
 
+class _Deadline:
+    """The draft's overall deadline, on the server's clock for earlier attempts (time from
+    the first schedule to this attempt's start) and the local clock within this one."""
+
+    def __init__(self, seconds: float, request_timeout: float) -> None:
+        self.request_timeout = request_timeout
+        info = activity.info()
+        spent = max(0.0, (info.started_time - info.scheduled_time).total_seconds())
+        self._ends = asyncio.get_running_loop().time() + seconds - spent
+
+    def remaining(self) -> float:
+        return self._ends - asyncio.get_running_loop().time()
+
+
+def _unavailable(message: str, deadline: _Deadline, retry_delay: float) -> ApplicationError:
+    """A transient failure: retry soon, or give up now if the deadline leaves no room."""
+    last = deadline.remaining() < retry_delay + min(MIN_TRY_SECONDS, deadline.request_timeout)
+    return ApplicationError(
+        message,
+        type="PlannerUnavailable",
+        non_retryable=last,
+        next_retry_delay=None if last else timedelta(seconds=retry_delay),
+    )
+
+
 def _raw_content(body: str) -> str | None:
     try:
         content = json.loads(body)["choices"][0]["message"]["content"]
@@ -435,10 +480,17 @@ class PlanningActivities:
         leads_loader: LeadsLoader,
         openai_client: openai.AsyncOpenAI | None,
         model: str,
+        *,
+        deadline: float = DRAFT_DEADLINE_SECONDS,
+        request_timeout: float = OPENAI_TIMEOUT_SECONDS,
+        retry_delay: float = RETRY_DELAY_SECONDS,
     ) -> None:
         self._load_lead = leads_loader
         self._client = openai_client
         self._model = model
+        self._deadline = deadline
+        self._request_timeout = request_timeout
+        self._retry_delay = retry_delay
 
     @activity.defn(name="generate_plan")
     async def generate_plan(self, req: GeneratePlanRequest) -> list[PlanStep]:
@@ -455,6 +507,10 @@ class PlanningActivities:
         return await self._ask_model(self._client, brief)
 
     async def _ask_model(self, client: openai.AsyncOpenAI, brief: LeadBrief) -> list[PlanStep]:
+        deadline = _Deadline(self._deadline, self._request_timeout)
+        budget = min(self._request_timeout, deadline.remaining() - 1.0)
+        if budget < 1.0:
+            raise _unavailable(NO_ANSWER, deadline, self._retry_delay)
         try:
             # The raw-response wrapper sends exactly what `parse()` sends but keeps the body,
             # so output the SDK cannot parse can still be repaired.
@@ -462,16 +518,22 @@ class PlanningActivities:
                 model=self._model,
                 messages=build_messages(brief),
                 response_format=PlanDraft,
+                timeout=budget,
             )
         except openai.APIStatusError as exc:
+            activity.logger.warning(
+                "planner answered HTTP %s: %s", exc.status_code, truncate(str(exc), 500)
+            )
             if exc.status_code in _NON_RETRYABLE_STATUSES:
-                body = exc.body if isinstance(exc.body, dict) else {}
-                detail = str(body.get("message") or exc.message)
-                raise _rejected(
-                    f"The AI planner refused the request (HTTP {exc.status_code}: "
-                    f"{truncate(detail, 300)}). Check OPENAI_MODEL and OPENAI_BASE_URL."
-                ) from exc
-            raise
+                raise _rejected(MISCONFIGURED) from exc
+            owner_text = BUSY if exc.status_code == 429 else FAILED
+            raise _unavailable(owner_text, deadline, self._retry_delay) from exc
+        except openai.APITimeoutError as exc:
+            activity.logger.warning("planner did not answer within %.0fs", budget)
+            raise _unavailable(NO_ANSWER, deadline, self._retry_delay) from exc
+        except openai.APIConnectionError as exc:
+            activity.logger.warning("planner unreachable: %s", exc.__cause__ or exc)
+            raise _unavailable(UNREACHABLE, deadline, self._retry_delay) from exc
         try:
             completion = raw.parse()
         except (
@@ -481,6 +543,14 @@ class PlanningActivities:
         ) as exc:
             activity.logger.warning("plan output did not parse (%s); repairing", type(exc).__name__)
             return self._repair(_raw_content(raw.text))
+        except (ValueError, AttributeError, TypeError, openai.APIResponseValidationError) as exc:
+            activity.logger.warning("planner answer is not JSON: %s", truncate(raw.text, 300))
+            raise _unavailable(GARBLED, deadline, self._retry_delay) from exc
+        if not hasattr(completion, "choices"):  # a 200 that was not a completion at all
+            activity.logger.warning(
+                "planner answer is not a completion: %s", truncate(raw.text, 300)
+            )
+            raise _unavailable(GARBLED, deadline, self._retry_delay)
         if not completion.choices:
             raise _rejected("The AI planner returned no answer. Try Regenerate.")
         message = completion.choices[0].message

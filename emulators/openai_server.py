@@ -78,13 +78,14 @@ class RecordedRequest:
 
 @dataclass
 class _Scripted:
-    kind: Literal["content", "refusal", "error"]
+    kind: Literal["content", "refusal", "error", "hang", "garbage"]
     content: str | None = None
     refusal: str | None = None
     finish_reason: str = "stop"
     status: int = 200
     message: str | None = None
     retry_after: float | None = None
+    seconds: float = 0.0
 
 
 class OpenAIEmulator:
@@ -180,6 +181,15 @@ class OpenAIEmulator:
             _Scripted("error", status=status, message=message, retry_after=retry_after), count
         )
 
+    def hang(self, seconds: float = 3600.0, count: int = 1) -> None:
+        """Hold the next `count` requests `seconds` before answering (a stuck endpoint)."""
+        self._push(_Scripted("hang", seconds=seconds), count)
+
+    def garbage(self, count: int = 1) -> None:
+        """Answer the next `count` requests 200 with a body that is not JSON at all (a proxy's
+        error page, a misconfigured base URL)."""
+        self._push(_Scripted("garbage"), count)
+
     def reset(self) -> None:
         """Forget recorded requests and any unused script."""
         self.requests.clear()
@@ -252,6 +262,13 @@ class OpenAIEmulator:
         scripted = self._script.popleft() if self._script else None
         if scripted is not None and scripted.kind == "error":
             return _error(scripted.status, scripted.message, retry_after=scripted.retry_after)
+        if scripted is not None and scripted.kind == "hang":
+            await asyncio.sleep(scripted.seconds)
+            scripted = None
+        if scripted is not None and scripted.kind == "garbage":
+            return web.Response(
+                text="<html><body>502 upstream gone</body></html>", content_type="text/html"
+            )
         if scripted is None:
             scripted = _Scripted("content", content=_default_plan(rec))
         return web.json_response(self._completion(body, scripted))

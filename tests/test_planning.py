@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +15,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.planning import (
+    BUSY,
+    FAILED,
+    GARBLED,
+    MISCONFIGURED,
+    NO_ANSWER,
     PROMPT_PATH,
+    UNREACHABLE,
     LeadBrief,
     PlanGenerationError,
     PlanningActivities,
@@ -271,36 +279,80 @@ async def test_refusal_is_rejected_with_its_text(
     assert "I can't help with deceptive outreach." in str(err)
 
 
-@pytest.mark.parametrize(
-    ("status", "error"),
-    [
-        (500, openai.InternalServerError),
-        (503, openai.InternalServerError),
-        (429, openai.RateLimitError),
-    ],
-)
-async def test_api_errors_stay_retryable(
-    emulator: OpenAIEmulator, client: openai.AsyncOpenAI, status: int, error: type[Exception]
+def unavailable(err: ApplicationError, text: str) -> None:
+    """A transient failure, told in the owner's words; the provider's text stays out."""
+    assert err.type == "PlannerUnavailable"
+    assert err.message == text and "🔄 Regenerate" in text
+    assert "Error code" not in str(err) and "boom" not in str(err)
+
+
+async def planner_failure(
+    client: openai.AsyncOpenAI | None, info: Any = None, **knobs: Any
+) -> ApplicationError:
+    acts = PlanningActivities(loader((1, LEAD)), client, MODEL, **knobs)
+    env = ActivityEnvironment()
+    if info is not None:
+        env.info = info
+    with pytest.raises(ApplicationError) as err:
+        await env.run(acts.generate_plan, REQ)
+    return err.value
+
+
+@pytest.mark.parametrize(("status", "text"), [(500, FAILED), (503, FAILED), (429, BUSY)])
+async def test_api_errors_are_retried_by_temporal_in_the_owners_words(
+    emulator: OpenAIEmulator, client: openai.AsyncOpenAI, status: int, text: str
 ) -> None:
-    emulator.fail(status, count=2, retry_after=0.01)
+    emulator.fail(status, message="boom")
 
-    with pytest.raises(error) as info:
-        await generate(client)
+    err = await planner_failure(client)
 
-    # Not an ApplicationError at all: Temporal retries it with the activity's backoff.
-    assert not isinstance(info.value, ApplicationError)
-    assert len(emulator.completions) == 2  # the SDK's one retry, then give up
+    unavailable(err, text)
+    assert not err.non_retryable and err.next_retry_delay == timedelta(seconds=2)
+    assert len(emulator.completions) == 1  # no SDK retries on top of Temporal's
 
 
-async def test_one_transient_error_is_absorbed_by_the_sdk_retry(
+async def test_a_hanging_planner_times_out_per_request(
     emulator: OpenAIEmulator, client: openai.AsyncOpenAI
 ) -> None:
-    emulator.fail(500, count=1, retry_after=0.01)
+    emulator.hang(4)
 
-    plan = await generate(client)
+    err = await planner_failure(client, request_timeout=1)
 
-    check_steps(plan, min_steps=MIN_STEPS)
-    assert len(emulator.completions) == 2
+    unavailable(err, NO_ANSWER)
+    assert not err.non_retryable
+
+
+async def test_the_draft_deadline_spans_retries(
+    emulator: OpenAIEmulator, client: openai.AsyncOpenAI
+) -> None:
+    """Counted from the first attempt: a late attempt that fails gives up for good, and
+    one that starts past the deadline does not even ask."""
+    emulator.hang(4)
+    first = ActivityEnvironment().info
+    late = dataclasses.replace(
+        first, attempt=3, started_time=first.scheduled_time + timedelta(seconds=55)
+    )
+    err = await planner_failure(client, late, request_timeout=2)
+    unavailable(err, NO_ANSWER)
+    assert err.non_retryable
+    assert len(emulator.completions) == 1
+
+    over = dataclasses.replace(late, started_time=first.scheduled_time + timedelta(seconds=61))
+    err = await planner_failure(client, over)
+    unavailable(err, NO_ANSWER)
+    assert err.non_retryable
+    assert len(emulator.completions) == 1  # no request at all
+
+
+async def test_a_garbage_answer_is_retried_in_the_owners_words(
+    emulator: OpenAIEmulator, client: openai.AsyncOpenAI
+) -> None:
+    emulator.garbage()
+
+    err = await planner_failure(client)
+
+    unavailable(err, GARBLED)
+    assert "html" not in str(err)
 
 
 async def test_invalid_request_is_not_retried(
@@ -310,7 +362,7 @@ async def test_invalid_request_is_not_retried(
 
     err = await rejected(client)
 
-    assert "HTTP 404" in str(err) and "gpt-test" in str(err)
+    assert err.message == MISCONFIGURED and "gpt-test" not in str(err)
     assert len(emulator.completions) == 1
 
 
@@ -318,13 +370,14 @@ async def test_connection_error_is_retryable() -> None:
     emu = OpenAIEmulator()
     url = await emu.start()
     await emu.stop()  # nothing listens there any more
-    c = openai.AsyncOpenAI(api_key="x", base_url=url, max_retries=0, timeout=2)
+    c = make_openai_client("x", url)
+    assert c is not None
     try:
-        with pytest.raises(openai.APIConnectionError) as info:
-            await generate(c)
+        err = await planner_failure(c)
     finally:
         await c.close()
-    assert not isinstance(info.value, ApplicationError)
+    unavailable(err, UNREACHABLE)
+    assert not err.non_retryable
 
 
 async def test_emulator_checks_the_api_key(emulator: OpenAIEmulator) -> None:
@@ -514,4 +567,37 @@ def test_make_openai_client() -> None:
     local = make_openai_client(None, "http://127.0.0.1:11434/v1")
     assert local is not None
     assert str(local.base_url) == "http://127.0.0.1:11434/v1/"
-    assert local.max_retries == 1 and local.timeout == 30.0
+    assert local.max_retries == 0 and local.timeout == 25.0
+
+
+# ---- end to end: what the owner experiences ----
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("distinct_lead_ids")
+async def test_owner_hears_within_the_deadline_and_in_plain_words(
+    dev_env: Any, db_url: str, pool: Any, telegram: Any, emulator: OpenAIEmulator
+) -> None:
+    """A planner that never answers: the workflow's draft fails once the deadline (6 s
+    here) is spent, and the owner reads what happened and what to do, not an HTTP error."""
+    from tests.rig import OWNER as RIG_OWNER
+    from tests.rig import plan_rig
+
+    emulator.hang(4, count=10)
+    async with plan_rig(
+        dev_env.client,
+        db_url,
+        pool,
+        telegram,
+        openai_api_key=API_KEY,
+        openai_base_url=emulator.base_url,
+        planner_deadline_seconds=6,
+        planner_request_timeout_seconds=2,
+    ) as rig:
+        lead = await rig.new_lead()
+        handle = await rig.start(lead, steps=None)
+        state = await rig.wait_state(handle, lambda s: s.last_error is not None, timeout=60)
+        notice = await telegram.wait_for_message(RIG_OWNER, "did not answer", timeout=30)
+    assert state.last_error == NO_ANSWER
+    assert "Error code" not in (notice.text or "")
+    assert 1 <= len(emulator.completions) <= 3  # 6 s of 2-s tries, not 5 attempts × 2
