@@ -62,7 +62,9 @@ class MirrorActivities:
         """Idempotent: rows are upserts guarded by revision, log lines carry a dedupe key."""
         state = req.state
         async with self._pool.acquire() as conn, conn.transaction():
-            await ReminderRepository(conn).upsert_steps(state_rows(state))
+            reminders = ReminderRepository(conn)
+            await reminders.upsert_steps(state_rows(state))
+            await reminders.close_older_versions(state.lead_id, state.plan_version, state.revision)
             await LeadRepository(conn).set_engagement_plan(
                 state.lead_id,
                 state.plan_version,

@@ -151,6 +151,21 @@ class ReminderRepository:
         )
         return affected_rows(status)
 
+    async def close_older_versions(self, lead_id: int, plan_version: int, revision: int) -> int:
+        """Cancel the open rows of the lead's replaced plans (the plan state no longer holds
+        them); stamped with the plan's revision so a late write of an old plan is dropped."""
+        status = await self._db.execute(
+            """
+            UPDATE scheduled_reminders SET status = 'cancelled',
+                revision = GREATEST(revision, $3)
+            WHERE lead_id = $1 AND plan_version < $2 AND status IN ('pending', 'sent')
+            """,
+            lead_id,
+            plan_version,
+            revision,
+        )
+        return affected_rows(status)
+
     async def mark_reminded(
         self, lead_id: int, plan_version: int, step_id: int, at: datetime, message_id: int
     ) -> Reminder | None:

@@ -5,10 +5,36 @@ what is it?". Owner actions (updates) and the cancel signal change the state and
 poke the loop; the loop sleeps until the next due moment, which costs one timer.
 A reminder on the hot path is one timer task, one activity (send + mirror), one
 completion task.
+
+Concurrency design (why no owner action can leave a plan stuck, resurrected or doubled):
+
+1. **Handlers change state synchronously.** Every update handler validates and applies
+   its whole state change through `PlanRules` before its first `await`; what it awaits
+   afterwards is only I/O (the mirror write, a notice) whose result it does not act on.
+   The state is never half-made when another handler or the loop runs.
+2. **Long work is the loop's, not a handler's.** Drafting a plan (Regenerate) sets
+   `drafting` and returns at once; the loop runs the planner as an activity beside its
+   timers and applies the draft only if the plan is still open when it arrives.
+3. **Results are checked against what they were for.** A send carries a `SendTicket`
+   (plan version, step, round, count); its result is recorded against the ticket, never
+   against "the current step", so a snooze, answer or replacement during the send is
+   never undone. A write that an action overtook is healed by one more mirror write.
+4. **The loop is total.** `PlanRules.next_wake` and `due` answer for every state a
+   handler can produce; workflow code has no `assert`, bare `next()` or index that an
+   interleaving can break. A workflow task that raises would retry forever.
+5. **Every way to stop is one path.** The `cancel` signal, a closed lead found by the
+   send, a lead closed before the draft, and a Temporal cancellation (UI, CLI) all end in
+   `_finish_cancel`: rows cancelled, logged, a summary returned. A cancel that arrives
+   while the loop waits to continue-as-new is carried into the next run.
+
+Versioning: histories recorded from released code live in tests/histories/ and must
+replay. A change of the command sequence goes behind `workflow.patched`; see
+`PATCH_SPACED_NUDGES` for the one so far.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -19,14 +45,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 # every workflow run, which keeps a plan's first task cheap.
 with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
+    from workflows.errors import Rejection, rejected
     from workflows.models import (
-        TERMINAL_PLAN_STATUSES,
+        ApproveRequest,
         CancelRequest,
         GeneratePlanRequest,
         LogEntry,
         MirrorRequest,
         NoticeKind,
         NoticeRequest,
+        NotSentReason,
         PauseRequest,
         PlanInput,
         PlanState,
@@ -44,7 +72,8 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
         check_steps,
     )
-    from workflows.timing import days, describe_delay, fit_to_window, hours
+    from workflows.plan_rules import DueKind, PlanRules, SendTicket
+    from workflows.timing import describe_delay
 
 ENGAGEMENT_TASK_QUEUE = "engagement"
 # Telegram sends have their own queue so its server-side rate limit covers only them.
@@ -58,16 +87,25 @@ SEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=["BotBlocked", "BadRequest"],
 )
+# The Bot's HTTP timeout to Telegram is shorter than this, and the send heartbeats, so
+# a second attempt never starts while the first may still be talking to Telegram.
 SEND_TIMEOUT = timedelta(seconds=30)
+SEND_HEARTBEAT = timedelta(seconds=10)
 MIRROR_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 MIRROR_TIMEOUT = timedelta(seconds=15)
 MIRROR_LOCAL_RETRY_THRESHOLD = timedelta(seconds=2)
 GENERATE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     maximum_attempts=5,
-    non_retryable_error_types=["PlanRejected", "LeadNotFound"],
+    non_retryable_error_types=["PlanRejected", "LeadNotFound", "LeadClosed"],
 )
 GENERATE_TIMEOUT = timedelta(seconds=120)
+# A send that keeps finding its step closed in the mirror waits this long before retrying.
+REFUSED_BACKOFF = timedelta(minutes=10)
+
+# Nudges count their gap from the previous reminder actually sent (never a burst after
+# an outage or a block). Plans recorded before keep the round-start clock on replay.
+PATCH_SPACED_NUDGES = "spaced-nudges"
 
 
 def _error_type(err: ActivityError) -> str | None:
@@ -75,8 +113,9 @@ def _error_type(err: ActivityError) -> str | None:
     return cause.type if isinstance(cause, ApplicationError) else None
 
 
-def _error_message(err: ActivityError) -> str:
-    return err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+def _error_message(err: BaseException) -> str:
+    cause = getattr(err, "cause", None)
+    return cause.message if isinstance(cause, ApplicationError) else str(err)
 
 
 @workflow.defn
@@ -95,26 +134,51 @@ class EngagementPlanWorkflow:
             )
             if inp.steps:  # validated by PlanInput
                 self._state.steps = [StepState.from_step(s) for s in inp.steps]
+        # Decided on the first task (see run); until then the new clock.
+        self._rules = PlanRules(self._state, inp.escalation, inp.day_seconds, spaced=True)
         self._poked = False
         self._cancel: CancelRequest | None = None
-        self._generating = False
+        self._draft: asyncio.Task[list[PlanStep]] | None = None
+        self._refused: SendTicket | None = None
         self._visible: tuple[PlanStatus, datetime | None] | None = None
+
+    def _poke(self) -> None:
+        self._poked = True
 
     # ---------------------------------------------------------------- run loop
 
     @workflow.run
     async def run(self, inp: PlanInput) -> PlanSummary:
+        self._rules.spaced = workflow.patched(PATCH_SPACED_NUDGES)
+        try:
+            await self._loop(inp)
+        except asyncio.CancelledError:
+            # "Request Cancellation" in the UI or `temporal workflow cancel`: the same as
+            # the cancel signal, so rows are closed, it is logged and a summary returned.
+            if self._cancel is None:
+                self._cancel = CancelRequest(reason="cancelled in Temporal by an operator")
+        if self._cancel is not None and self._rules.is_open:
+            await self._finish_cancel(self._cancel)
+        self._show(None)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._summary()
+
+    async def _loop(self, inp: PlanInput) -> None:
         st = self._state
         if inp.carried_state is None:
             await self._start(inp)
-        while st.status not in TERMINAL_PLAN_STATUSES:
-            if self._cancel is not None:
-                await self._do_cancel(self._cancel)
-                break
-            if self._history_is_long():
+        while self._rules.is_open and self._cancel is None:
+            if self._draft is not None and self._draft.done():
+                await self._take_draft(self._draft)
+                continue
+            if st.drafting and self._draft is None:
+                self._start_draft()
+            if self._history_is_long() and self._draft is None:
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._cancel is not None or not self._rules.is_open:
+                    break  # a cancel that came in while handlers finished is not lost
                 workflow.continue_as_new(inp.model_copy(update={"carried_state": st}))
-            wake_at = self._next_wake()
+            wake_at = self._rules.next_wake()
             self._show(wake_at)
             self._poked = False
             if wake_at is None:
@@ -132,17 +196,16 @@ class EngagementPlanWorkflow:
                 except TimeoutError:
                     pass
             await self._on_due()
-        self._show(None)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._summary()
 
     async def _start(self, inp: PlanInput) -> None:
         st = self._state
         if not st.steps:
-            await self._generate()
+            st.drafting = True
+            self._start_draft()
+            return  # the loop takes the draft when it arrives
         logs = [self._log("plan_created", f"plan v{st.plan_version} with {len(st.steps)} steps")]
-        if inp.approved and st.steps:
-            self._activate(workflow.now())
+        if inp.approved:
+            self._rules.activate(workflow.now())
             logs.append(self._log("plan_approved", "plan started"))
         await self._mirror(*logs)
         if st.status == PlanStatus.AWAITING_APPROVAL:
@@ -155,69 +218,45 @@ class EngagementPlanWorkflow:
             or info.get_current_history_length() > self._input.history_event_limit
         )
 
-    def _next_wake(self) -> datetime | None:
-        """The next moment the loop must act, or None to wait for the owner."""
-        st = self._state
-        if st.status == PlanStatus.PAUSED:
-            return st.paused_until
-        if st.status != PlanStatus.ACTIVE or (cur := st.current) is None:
-            return None
-        if cur.status == StepStatus.PENDING:
-            return cur.due_at
-        assert st.round_started_at is not None
-        offsets = self._escalation_offsets()
-        if cur.reminder_count < len(offsets):
-            return self._fit(st.round_started_at + offsets[cur.reminder_count])
-        policy = self._input.escalation
-        give_up = offsets[-1] + hours(policy.auto_snooze_after_hours, self._input.day_seconds)
-        return self._fit(st.round_started_at + give_up)
-
-    def _escalation_offsets(self) -> list[timedelta]:
-        """When each reminder of a round goes out, counted from the round's first one."""
-        policy = self._input.escalation
-        nudges = [hours(h, self._input.day_seconds) for h in policy.nudge_after_hours]
-        return [timedelta(0), *nudges][: policy.max_reminders]
-
     async def _on_due(self) -> None:
-        st = self._state
         now = workflow.now()
-        wake = self._next_wake()
-        if wake is None or wake > now:
+        due = self._rules.due(now)
+        if due is None:
             return  # an owner action moved the goalposts while the timer fired
-        if st.status == PlanStatus.PAUSED:
-            self._resume(now)
+        st = self._state
+        if due.kind == DueKind.RESUME:
+            self._rules.resume(now)
             await self._mirror(self._log("plan_resumed", "pause ended"))
             return
-        cur = st.current
-        assert cur is not None
-        if cur.status == StepStatus.PENDING:
-            await self._send_reminder(cur, ReminderKind.FIRST)
-        elif cur.reminder_count < len(self._escalation_offsets()):
-            await self._send_reminder(cur, ReminderKind.NUDGE)
+        step = st.current
+        if step is None:
+            return
+        if due.kind == DueKind.AUTO_SNOOZE:
+            await self._auto_snooze(step, now)
         else:
-            await self._auto_snooze(cur, now)
+            kind = ReminderKind.FIRST if due.kind == DueKind.FIRST else ReminderKind.NUDGE
+            await self._send_reminder(step, kind)
 
     # ---------------------------------------------------------------- reminders
 
     async def _send_reminder(self, step: StepState, kind: ReminderKind) -> None:
         st = self._state
+        ticket = self._rules.ticket(step)
         st.revision += 1
+        sent_revision = st.revision
         # The plan as it will be once sent: the activity mirrors all of it, so every
         # write, the hot path's included, leaves the rows equal to the workflow's state.
         snapshot = st.model_copy(deep=True)
-        sent = snapshot.step(step.step_id)
-        assert sent is not None
-        sent.status = StepStatus.SENT
-        sent.reminder_count += 1
-        sent.last_reminded_at = workflow.now()
-        position = st.position(step.step_id)
+        PlanRules(snapshot, self._input.escalation, self._input.day_seconds, True).record_send(
+            ticket, workflow.now(), step.message_id
+        )
         req = ReminderRequest(
             state=snapshot,
             step_id=step.step_id,
             kind=kind,
             delivery_key=(
                 f"lead-{st.lead_id}:v{st.plan_version}:s{step.step_id}"
-                f":r{step.snooze_count}:n{sent.reminder_count}"
+                f":r{step.snooze_count}:n{ticket.reminder_count + 1}"
             ),
         )
         try:
@@ -227,40 +266,45 @@ class EngagementPlanWorkflow:
                 result_type=ReminderResult,
                 task_queue=TELEGRAM_TASK_QUEUE,
                 start_to_close_timeout=SEND_TIMEOUT,
+                heartbeat_timeout=SEND_HEARTBEAT,
                 retry_policy=SEND_RETRY,
-                summary=f"remind step {position} of {len(st.steps)} ({kind.value})",
+                summary=f"remind step {st.position(step.step_id)} of {len(st.steps)} ({kind.value})",
             )
         except ActivityError as err:
-            await self._block(step, err)
+            await self._block(ticket, err)
             return
-        cur = st.current
-        # An owner action may have resolved or snoozed the step while we were sending.
-        if (
-            cur is None
-            or cur.step_id != step.step_id
-            or not cur.is_open
-            or cur.snooze_count != step.snooze_count
-            or cur.reminder_count != step.reminder_count
-        ):
+        # Re-read: owner actions may have run while the send was in flight.
+        if result.not_sent == NotSentReason.LEAD_CLOSED:
+            if self._cancel is None:
+                self._cancel = CancelRequest(reason="lead closed")
             return
-        cur.status = StepStatus.SENT
-        cur.reminder_count = sent.reminder_count
-        cur.last_reminded_at = result.sent_at
-        cur.message_id = result.message_id
-        if kind == ReminderKind.FIRST:
-            st.round_started_at = result.sent_at
+        if result.not_sent is not None or result.sent_at is None:
+            if st.revision != sent_revision or self._rules.ticket(step) != ticket:
+                return  # answered, snoozed or replaced meanwhile: the loop decides again
+            # The rows say the step is closed while the plan still has it open: heal them
+            # from the state (the workflow is the source of truth) and try again; if the
+            # rows keep disagreeing, back off instead of spinning.
+            if self._refused == ticket:
+                await workflow.sleep(REFUSED_BACKOFF, summary="send refused twice; retry later")
+            self._refused = ticket
+            await self._mirror()
+            return
+        self._refused = None
+        self._rules.record_send(ticket, result.sent_at, result.message_id)
+        if st.revision != sent_revision:
+            # An action overtook the send, so its mirror write (older revision) was dropped.
+            await self._mirror()
 
-    async def _block(self, step: StepState, err: ActivityError) -> None:
+    async def _block(self, ticket: SendTicket, err: ActivityError) -> None:
         st = self._state
         reason = _error_message(err)
-        if st.status in TERMINAL_PLAN_STATUSES:
+        if ticket.plan_version != st.plan_version or not self._rules.block(reason):
+            workflow.logger.warning("reminder for lead %s not delivered: %s", st.lead_id, reason)
             return
-        st.status = PlanStatus.BLOCKED
-        st.blocked_reason = reason
         await self._mirror(
             self._log(
                 "plan_blocked",
-                f"reminder for step {st.position(step.step_id)} could not be delivered: {reason}",
+                f"reminder for step {st.position(ticket.step_id)} could not be delivered: {reason}",
                 error_type=_error_type(err),
             )
         )
@@ -269,7 +313,7 @@ class EngagementPlanWorkflow:
         st = self._state
         policy = self._input.escalation
         unanswered = step.reminder_count
-        self._snooze(step, self._add_days(now, policy.auto_snooze_days))
+        self._rules.snooze(step, self._rules.add_days(now, policy.auto_snooze_days), now)
         await self._mirror(
             self._log(
                 "step_auto_snoozed",
@@ -285,121 +329,52 @@ class EngagementPlanWorkflow:
             snooze_days=policy.auto_snooze_days,
         )
 
-    # ---------------------------------------------------------------- transitions
+    # ---------------------------------------------------------------- drafts
 
-    def _add_days(self, base: datetime, n: float) -> datetime:
-        return base + days(n, self._input.day_seconds)
-
-    def _fit(self, moment: datetime) -> datetime:
-        return fit_to_window(moment, self._state.schedule, self._input.day_seconds)
-
-    def _set_current(self, step: StepState, target: datetime) -> None:
+    def _start_draft(self) -> None:
+        """Run the planner beside the loop's timers; the loop takes the result when done."""
         st = self._state
-        st.current_step_id = step.step_id
-        st.target_at = target
-        st.round_started_at = None
-        step.due_at = self._fit(target)
-        self._project()
+        self._draft = workflow.start_activity(
+            "generate_plan",
+            GeneratePlanRequest(lead_id=st.lead_id, telegram_id=st.telegram_id),
+            result_type=list[PlanStep],
+            start_to_close_timeout=GENERATE_TIMEOUT,
+            retry_policy=GENERATE_RETRY,
+            summary="draft the engagement plan",
+        )
+        self._draft.add_done_callback(lambda _: self._poke())
 
-    def _project(self) -> None:
-        """Projected due times of the steps after the current one, if all go on time."""
+    async def _take_draft(self, draft: asyncio.Task[list[PlanStep]]) -> None:
         st = self._state
-        cur = st.current
-        if cur is None or cur.due_at is None:
-            return
-        prev, prev_due = cur, cur.due_at
-        for step in st.steps[st.position(cur.step_id) :]:
-            prev_due = self._fit(self._add_days(prev_due, step.delay_days - prev.delay_days))
-            step.due_at = prev_due
-            prev = step
-
-    def _activate(self, now: datetime) -> None:
-        st = self._state
-        st.status = PlanStatus.ACTIVE
-        st.approved_at = now
-        first = st.steps[0]
-        self._set_current(first, self._add_days(now, first.delay_days))
-
-    def _resolve(self, step: StepState, status: StepStatus, now: datetime) -> None:
-        """Done or skipped: the next step counts its gap from now, so late answers never bunch."""
-        st = self._state
-        step.status = status
-        step.completed_at = now  # when the step was closed, done or skipped
-        idx = st.position(step.step_id)
-        if idx == len(st.steps):
-            st.current_step_id = None
-            st.target_at = None
-            st.status = PlanStatus.COMPLETED
-            return
-        nxt = st.steps[idx]
-        if st.status == PlanStatus.PAUSED:
-            st.paused_at = now
-        self._set_current(nxt, self._add_days(now, nxt.delay_days - step.delay_days))
-
-    def _snooze(self, step: StepState, until: datetime) -> None:
-        step.status = StepStatus.PENDING
-        step.snooze_count += 1
-        step.reminder_count = 0
-        self._set_current(step, until)
-
-    def _pause(self, now: datetime, until: datetime | None) -> None:
-        st = self._state
-        if st.status != PlanStatus.PAUSED:
-            wake = self._next_wake()
-            st.remaining_seconds = None if wake is None else max(0.0, (wake - now).total_seconds())
-            st.paused_at = now
-        st.status = PlanStatus.PAUSED
-        st.paused_until = until
-
-    def _resume(self, now: datetime) -> None:
-        """Continue with the delay that was left when the pause began."""
-        st = self._state
-        was_paused = st.status == PlanStatus.PAUSED
-        st.status = PlanStatus.ACTIVE
-        st.blocked_reason = None
-        if was_paused and st.paused_at is not None:
-            shift = now - st.paused_at
-            cur = st.current
-            if cur is not None and cur.status == StepStatus.PENDING and st.target_at is not None:
-                self._set_current(cur, st.target_at + shift)
-            elif st.round_started_at is not None:
-                st.round_started_at += shift
-        st.paused_at = None
-        st.paused_until = None
-        st.remaining_seconds = None
-
-    async def _do_cancel(self, req: CancelRequest) -> None:
-        st = self._state
-        for step in st.steps:
-            if step.is_open:
-                step.status = StepStatus.CANCELLED
-        st.status = PlanStatus.CANCELLED
-        st.cancel_reason = req.reason
-        st.current_step_id = None
-        await self._mirror(self._log("plan_cancelled", req.reason))
-
-    async def _generate(self) -> bool:
-        """Draft a plan with the planner activity; on failure keep waiting for the owner."""
-        st = self._state
-        self._generating = True
+        self._draft = None
+        st.drafting = False
         try:
-            steps = await workflow.execute_activity(
-                "generate_plan",
-                GeneratePlanRequest(lead_id=st.lead_id, telegram_id=st.telegram_id),
-                result_type=list[PlanStep],
-                start_to_close_timeout=GENERATE_TIMEOUT,
-                retry_policy=GENERATE_RETRY,
-                summary="draft the engagement plan",
-            )
-        except ActivityError as err:
+            steps = draft.result()
+        except (ActivityError, asyncio.CancelledError) as err:
+            if isinstance(err, ActivityError) and _error_type(err) == "LeadClosed":
+                if self._cancel is None:
+                    self._cancel = CancelRequest(reason="lead closed")
+                return
             st.last_error = _error_message(err)
+            await self._mirror(self._log("plan_failed", st.last_error))
             await self._notify(NoticeKind.PLAN_FAILED, f"plan-failed-v{st.plan_version}")
-            return False
-        finally:
-            self._generating = False
+            return
+        if not self._rules.is_open or self._cancel is not None:
+            return  # stopped while drafting: the draft is dropped
         st.last_error = None
-        st.steps = [StepState.from_step(s) for s in steps]
-        return True
+        if not st.steps:
+            st.steps = [StepState.from_step(s) for s in steps]
+            await self._mirror(
+                self._log("plan_created", f"plan v{st.plan_version} with {len(st.steps)} steps")
+            )
+        else:
+            old = st.plan_version
+            self._rules.replace(steps, workflow.now(), await_approval=True)
+            await self._mirror(
+                self._log("plan_replaced", f"plan v{old} replaced"),
+                self._log("plan_created", f"plan v{st.plan_version} drafted"),
+            )
+        await self._notify_plan_ready()
 
     # ---------------------------------------------------------------- side effects
 
@@ -416,7 +391,7 @@ class EngagementPlanWorkflow:
         """Write the plan's rows and log lines; the revision lets the newest write win."""
         st = self._state
         st.revision += 1
-        self._poked = True  # the state changed: the run loop recomputes what is due
+        self._poke()  # the state changed: the run loop recomputes what is due
         await workflow.execute_local_activity(
             "sync_plan",
             MirrorRequest(state=st.model_copy(deep=True), log=list(logs)),
@@ -444,6 +419,7 @@ class EngagementPlanWorkflow:
                 ),
                 task_queue=TELEGRAM_TASK_QUEUE,
                 start_to_close_timeout=SEND_TIMEOUT,
+                heartbeat_timeout=SEND_HEARTBEAT,
                 retry_policy=SEND_RETRY,
                 summary=f"tell the owner: {kind.value}",
             )
@@ -453,8 +429,14 @@ class EngagementPlanWorkflow:
 
     async def _notify_plan_ready(self) -> None:
         st = self._state
-        if st.steps:
+        if st.steps and st.status == PlanStatus.AWAITING_APPROVAL:
             await self._notify(NoticeKind.PLAN_READY, f"plan-ready-v{st.plan_version}")
+
+    async def _finish_cancel(self, req: CancelRequest) -> None:
+        if self._draft is not None and not self._draft.done():
+            self._draft.cancel()
+        self._rules.cancel(req.reason)
+        await self._mirror(self._log("plan_cancelled", req.reason))
 
     def _show(self, wake_at: datetime | None) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
@@ -483,28 +465,31 @@ class EngagementPlanWorkflow:
             from zoneinfo import ZoneInfo
 
             when = wake_at.astimezone(ZoneInfo(tz)).strftime("%a %Y-%m-%d %H:%M") + f" ({tz})"
+        drafting = "; drafting a new plan" if st.drafting and st.steps else ""
         match st.status:
             case PlanStatus.AWAITING_APPROVAL:
-                if self._generating:
+                if st.drafting:
                     return "Drafting the plan"
                 if not st.steps:
                     return f"Plan generation failed ({st.last_error}); waiting for regenerate or cancel"
                 return f"Waiting for the owner to approve plan v{st.plan_version} ({len(st.steps)} steps)"
             case PlanStatus.PAUSED:
-                return f"Paused at {where}" + (f"; resumes {when}" if when else " until resumed")
+                return (
+                    f"Paused at {where}" + (f"; resumes {when}" if when else " until resumed") + drafting
+                )
             case PlanStatus.BLOCKED:
-                return f"Blocked at {where}: {st.blocked_reason}; waiting for resume"
-            case PlanStatus.ACTIVE if cur is not None:
+                return f"Blocked at {where}: {st.blocked_reason}; waiting for resume" + drafting
+            case PlanStatus.ACTIVE if cur is not None and wake_at is not None:
                 if cur.status == StepStatus.PENDING:
-                    return f"Waiting to remind {where} ({cur.action_type}) at {when}"
-                if cur.reminder_count < len(self._escalation_offsets()):
+                    return f"Waiting to remind {where} ({cur.action_type}) at {when}" + drafting
+                if cur.reminder_count < len(self._rules.offsets()):
                     return (
                         f"Waiting for the owner's answer to {where}; "
-                        f"nudge {cur.reminder_count + 1} at {when}"
+                        f"nudge {cur.reminder_count + 1} at {when}" + drafting
                     )
-                return f"Waiting for the owner's answer to {where}; auto-snooze at {when}"
+                return f"Waiting for the owner's answer to {where}; auto-snooze at {when}" + drafting
             case _:
-                return f"Plan {st.status.value}"
+                return f"Plan {st.status.value}" + drafting
 
     def _timer_summary(self, wake_at: datetime) -> str:
         st = self._state
@@ -512,11 +497,12 @@ class EngagementPlanWorkflow:
         if st.status == PlanStatus.PAUSED:
             return f"paused, resume in {span}"
         cur = st.current
-        assert cur is not None
+        if cur is None:
+            return f"wait {span}"
         pos = st.position(cur.step_id)
         if cur.status == StepStatus.PENDING:
             return f"wait {span} until step {pos}"
-        if cur.reminder_count < len(self._escalation_offsets()):
+        if cur.reminder_count < len(self._rules.offsets()):
             return f"wait {span}, then nudge {cur.reminder_count + 1} for step {pos}"
         return f"wait {span}, then auto-snooze step {pos}"
 
@@ -541,32 +527,13 @@ class EngagementPlanWorkflow:
     @workflow.signal
     def cancel(self, req: CancelRequest | None = None) -> None:
         """Idempotent: the first cancel wins, later ones and cancels of a finished plan are no-ops."""
-        if self._cancel is None and self._state.status not in TERMINAL_PLAN_STATUSES:
+        if self._cancel is None and self._rules.is_open:
             self._cancel = req or CancelRequest(reason="cancelled by operator")
-            self._poked = True
+            self._poke()
 
-    def _require_open(self) -> None:
-        if self._cancel is not None or self._state.status in TERMINAL_PLAN_STATUSES:
-            raise ValueError(
-                f"plan already {self._state.status.value if self._cancel is None else 'cancelled'}"
-            )
-
-    def _require_current(self, action: StepAction) -> StepState:
-        """Only the current step of the current plan version accepts an answer."""
-        self._require_open()
-        st = self._state
-        if st.status == PlanStatus.AWAITING_APPROVAL:
-            raise ValueError("plan not started yet")
-        step = st.step(action.step_id)
-        if action.plan_version != st.plan_version or step is None:
-            raise ValueError("already handled: this plan was replaced")
-        if not step.is_open:
-            raise ValueError(
-                f"already handled: step {st.position(step.step_id)} is {step.status.value}"
-            )
-        if step.step_id != st.current_step_id:
-            raise ValueError(f"step {st.position(step.step_id)} is not due yet")
-        return step
+    @property
+    def _cancelling(self) -> bool:
+        return self._cancel is not None
 
     @workflow.update
     async def complete_step(self, action: StepAction) -> PlanState:
@@ -574,7 +541,7 @@ class EngagementPlanWorkflow:
 
     @complete_step.validator
     def _validate_complete(self, action: StepAction) -> None:
-        self._require_current(action)
+        self._rules.check_answer(action, self._cancelling)
 
     @workflow.update
     async def skip_step(self, action: StepAction) -> PlanState:
@@ -582,26 +549,28 @@ class EngagementPlanWorkflow:
 
     @skip_step.validator
     def _validate_skip(self, action: StepAction) -> None:
-        self._require_current(action)
+        self._rules.check_answer(action, self._cancelling)
 
     async def _answer(self, action: StepAction, status: StepStatus, log_type: str) -> PlanState:
         st = self._state
-        step = self._require_current(action)
+        step = self._rules.check_answer(action, self._cancelling)
         pos = st.position(step.step_id)
-        self._resolve(step, status, workflow.now())
+        self._rules.resolve(step, status, workflow.now())
         logs = [self._log(log_type, f"step {pos} {status.value}", step_id=step.step_id)]
-        if st.status == PlanStatus.COMPLETED:
+        completed = st.status == PlanStatus.COMPLETED
+        if completed:
             logs.append(self._log("plan_completed", "all steps resolved"))
         await self._mirror(*logs)
-        if st.status == PlanStatus.COMPLETED:
+        if completed:
             await self._notify(NoticeKind.PLAN_COMPLETED, f"plan-completed-v{st.plan_version}")
         return st
 
     @workflow.update
     async def snooze_step(self, action: SnoozeAction) -> PlanState:
         st = self._state
-        step = self._require_current(action)
-        self._snooze(step, self._add_days(workflow.now(), action.days))
+        step = self._rules.check_answer(action, self._cancelling)
+        now = workflow.now()
+        self._rules.snooze(step, self._rules.add_days(now, action.days), now)
         await self._mirror(
             self._log(
                 "step_snoozed",
@@ -613,109 +582,88 @@ class EngagementPlanWorkflow:
 
     @snooze_step.validator
     def _validate_snooze(self, action: SnoozeAction) -> None:
-        self._require_current(action)
+        self._rules.check_answer(action, self._cancelling)
 
     @workflow.update
     async def pause(self, req: PauseRequest) -> PlanState:
-        self._pause(workflow.now(), req.until)
+        now = workflow.now()
+        self._rules.check_pause(req.until, now, self._cancelling)
+        self._rules.pause(now, req.until)
         until = req.until.isoformat() if req.until else "resumed"
         await self._mirror(self._log("plan_paused", f"paused until {until}"))
         return self._state
 
     @pause.validator
     def _validate_pause(self, req: PauseRequest) -> None:
-        self._require_open()
-        if self._state.status not in (PlanStatus.ACTIVE, PlanStatus.PAUSED):
-            raise ValueError(
-                f"only a running plan can be paused (plan is {self._state.status.value})"
-            )
-        if req.until is not None and req.until <= workflow.now():
-            raise ValueError("pause end must be in the future")
+        self._rules.check_pause(req.until, workflow.now(), self._cancelling)
 
     @workflow.update
     async def resume(self) -> PlanState:
-        self._resume(workflow.now())
+        self._rules.check_resume(self._cancelling)
+        self._rules.resume(workflow.now())
         await self._mirror(self._log("plan_resumed", "resumed by owner"))
         return self._state
 
     @resume.validator
     def _validate_resume(self) -> None:
-        self._require_open()
-        if self._state.status not in (PlanStatus.PAUSED, PlanStatus.BLOCKED):
-            raise ValueError(f"plan is not paused (plan is {self._state.status.value})")
+        self._rules.check_resume(self._cancelling)
 
     @workflow.update
-    async def approve(self) -> PlanState:
-        self._activate(workflow.now())
+    async def approve(self, req: ApproveRequest | None = None) -> PlanState:
+        version = req.plan_version if req else None
+        self._rules.check_approve(version, self._cancelling)
+        self._rules.activate(workflow.now())
         await self._mirror(self._log("plan_approved", f"plan v{self._state.plan_version} started"))
         return self._state
 
     @approve.validator
-    def _validate_approve(self) -> None:
-        self._require_open()
-        st = self._state
-        if st.status != PlanStatus.AWAITING_APPROVAL:
-            raise ValueError(f"already handled: plan is {st.status.value}")
-        if self._generating or not st.steps:
-            raise ValueError("there is no plan to approve yet")
+    def _validate_approve(self, req: ApproveRequest | None = None) -> None:
+        self._rules.check_approve(req.plan_version if req else None, self._cancelling)
 
     @workflow.update
     async def replace_plan(self, req: ReplacePlanRequest) -> PlanState:
-        """New steps (or a fresh draft) become a new plan version; old rows are closed."""
+        """New steps become a new plan version at once; no steps: a fresh draft is made.
+
+        A draft runs in the loop, beside the running plan, and arrives as a plan-ready
+        notice for the owner's approval; this update returns as soon as it is under way.
+        """
         st = self._state
+        self._validate_replace(req)
         if req.steps is None:
-            old_steps = st.steps
-            if not await self._generate():
-                raise ApplicationError(f"could not draft a new plan: {st.last_error}")
-            new_steps, st.steps = st.steps, old_steps
-        else:
-            new_steps = [StepState.from_step(s) for s in req.steps]
-        for step in st.steps:
-            if step.is_open:
-                step.status = StepStatus.CANCELLED
-        await self._mirror(self._log("plan_replaced", f"plan v{st.plan_version} replaced"))
-        now = workflow.now()
-        st.plan_version += 1
-        st.steps = new_steps
-        st.current_step_id = None
-        if st.status == PlanStatus.AWAITING_APPROVAL:
-            await self._mirror(self._log("plan_created", f"plan v{st.plan_version}"))
-            await self._notify_plan_ready()
+            st.drafting = True
+            self._poke()
+            await self._mirror(self._log("plan_regenerating", "drafting a new plan"))
             return st
-        if st.status == PlanStatus.BLOCKED:
-            st.status = PlanStatus.ACTIVE
-            st.blocked_reason = None
-        status = st.status
-        self._activate(now)
-        if status == PlanStatus.PAUSED:
-            st.status = PlanStatus.PAUSED
-            st.paused_at = now
-        await self._mirror(self._log("plan_created", f"plan v{st.plan_version} started"))
+        old = st.plan_version
+        self._rules.replace(req.steps, workflow.now(), await_approval=False)
+        awaiting = st.status == PlanStatus.AWAITING_APPROVAL
+        await self._mirror(self._log("plan_replaced", f"plan v{old} replaced"))
+        verb = "drafted" if awaiting else "started"
+        await self._mirror(self._log("plan_created", f"plan v{st.plan_version} {verb}"))
+        if awaiting:
+            await self._notify_plan_ready()
         return st
 
     @replace_plan.validator
     def _validate_replace(self, req: ReplacePlanRequest) -> None:
-        self._require_open()
-        if self._generating:
-            raise ValueError("a plan is being drafted already")
+        self._rules.check_replace(self._cancelling)
         if req.steps is not None:
-            check_steps(req.steps)
+            try:
+                check_steps(req.steps)
+            except ValueError as err:
+                raise rejected(Rejection.INVALID, str(err)) from None
 
     @workflow.update
     async def set_schedule(self, schedule: Schedule) -> PlanState:
         """A new timezone or window moves the pending due times of this running plan too."""
-        st = self._state
-        st.schedule = schedule
-        cur = st.current
-        if cur is not None and cur.status == StepStatus.PENDING and st.target_at is not None:
-            cur.due_at = self._fit(st.target_at)
-            self._project()
+        self._rules.check_open(self._cancelling)
+        self._rules.set_schedule(schedule)
         await self._mirror(self._log("schedule_changed", f"timezone {schedule.timezone}"))
-        return st
+        return self._state
 
     @set_schedule.validator
     def _validate_schedule(self, schedule: Schedule) -> None:
-        self._require_open()
+        self._rules.check_open(self._cancelling)
 
 
 def initial_search_attributes(inp: PlanInput) -> TypedSearchAttributes:

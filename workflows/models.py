@@ -153,8 +153,12 @@ class PlanState(BaseModel):
     # The current step's due time before the send window moved it; kept so a new
     # timezone or window re-fits from the original target, not from a shifted time.
     target_at: datetime | None = None
-    # First reminder of the current escalation round; nudges count from here.
+    # First reminder of the current escalation round (the clock of plans recorded
+    # before nudges were spaced from the previous reminder).
     round_started_at: datetime | None = None
+    # The moment the next escalation gap counts from: the last reminder actually sent,
+    # shifted by any pause since. An outage or a block can delay a nudge, never bunch two.
+    escalate_from: datetime | None = None
     paused_at: datetime | None = None
     paused_until: datetime | None = None
     # While paused: how long was left on the clock, restored by resume.
@@ -177,8 +181,12 @@ class PlanState(BaseModel):
         return None if self.current_step_id is None else self.step(self.current_step_id)
 
     def position(self, step_id: int) -> int:
-        """1-based position of a step, as shown to the owner ("step 2 of 6")."""
-        return next(i for i, s in enumerate(self.steps, 1) if s.step_id == step_id)
+        """1-based position of a step, as shown to the owner ("step 2 of 6"); 0 if absent."""
+        return next((i for i, s in enumerate(self.steps, 1) if s.step_id == step_id), 0)
+
+
+class CancelRequest(BaseModel):
+    reason: str = "cancelled by owner"
 
 
 class PlanInput(BaseModel):
@@ -236,10 +244,6 @@ class ReplacePlanRequest(BaseModel):
     """New steps, or None to have the planner draft a fresh plan."""
 
     steps: list[PlanStep] | None = None
-
-
-class CancelRequest(BaseModel):
-    reason: str = "cancelled by owner"
 
 
 class PlanSummary(BaseModel):
