@@ -91,9 +91,16 @@ class LeadViews:
         """(total leads of the owner, this page newest first): one statement."""
         rows = await self._db.fetch(
             f"""
-            SELECT l.*, count(*) OVER () AS total_leads, ev.activity_type AS last_event,
+            WITH l AS (
+                SELECT * FROM lead_registry WHERE telegram_id = $1
+                ORDER BY created_at DESC, id DESC
+                LIMIT $3 OFFSET $4
+            )
+            SELECT l.*,
+                   (SELECT count(*) FROM lead_registry WHERE telegram_id = $1) AS total_leads,
+                   ev.activity_type AS last_event,
                    st.steps, cur.position, cur.status AS cur_status, cur.due_at AS cur_due_at
-            FROM lead_registry l
+            FROM l
             {_LAST_EVENT}
             LEFT JOIN LATERAL (
                 SELECT count(*) AS steps FROM scheduled_reminders r
@@ -109,9 +116,7 @@ class LeadViews:
                   AND r.status IN ('pending', 'sent')
                 ORDER BY r.step_id LIMIT 1
             ) cur ON true
-            WHERE l.telegram_id = $1
             ORDER BY l.created_at DESC, l.id DESC
-            LIMIT $3 OFFSET $4
             """,
             telegram_id,
             list(LIFECYCLE),
