@@ -19,6 +19,7 @@ from activities.metrics import LATENESS_BUCKETS
 from activities.mirror import MirrorActivities
 from activities.planning import LeadBrief, PlanningActivities, make_openai_client
 from activities.telegram import TelegramActivities
+from ops.outages import OutageInterceptor, OutageTracker, install_log_filter
 from settings import Settings, load_settings
 from storage.db import create_pool
 from storage.leads import LeadRepository
@@ -59,6 +60,9 @@ def create_workers(
         request_timeout=settings.planner_request_timeout_seconds,
     )
     mirror = MirrorActivities(pool)
+    # One warning per outage of PostgreSQL/Telegram/the planner, not a traceback per retry.
+    install_log_filter()
+    outages = [OutageInterceptor(OutageTracker())]
     telegram = TelegramActivities(
         bot,
         pool,
@@ -72,11 +76,13 @@ def create_workers(
             workflows=[EngagementPlanWorkflow],
             workflow_runner=workflow_runner(),
             activities=[planning.generate_plan, mirror.sync_plan],
+            interceptors=outages,
         ),
         Worker(
             client,
             task_queue=TELEGRAM_TASK_QUEUE,
             activities=[telegram.send_reminder, telegram.send_notice],
+            interceptors=outages,
             # Enforced by the server, so it holds across any number of workers.
             max_task_queue_activities_per_second=settings.telegram_sends_per_second,
         ),

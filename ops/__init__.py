@@ -1,0 +1,1 @@
+"""Operator tooling: outage logging for the worker, and `leadpilot doctor`."""
