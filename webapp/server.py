@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from bot.routers.common import rejection_text
-from bot.services import ActionRejected, PlanService, user_schedule
+from bot.services import ActionRejected, NoWorkerInTime, PlanService, user_schedule
 from bot.texts import reminder_outcome
 from settings import Settings
 from storage.models import CLOSED_LEAD_STATUSES, Lead, LeadStatus
@@ -54,6 +54,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 MAX_ID = 2**63 - 1
 MAX_VACATION_DAYS = 365
 TODAY_HORIZON_DAYS = 7
+BULK_CONCURRENCY = 8
+RUNNING = frozenset({"awaiting_approval", "active", "paused", "blocked"})
 USER_KEY = web.RequestKey("miniapp_user", int)
 
 
@@ -67,6 +69,10 @@ def _error(status: int, message: str, **extra: Any) -> web.HTTPException:
     }
     body = json.dumps({"error": message, **extra})
     return classes[status](text=body, content_type="application/json")
+
+
+def _plans(n: int) -> str:
+    return f"{n} running plan" + ("" if n == 1 else "s")
 
 
 def refusal(err: ActionRejected) -> web.HTTPException:
@@ -381,14 +387,14 @@ class MiniApp:
                 workdays_only=schedule.workdays_only,
             )
             view = await queries.settings(conn, owner)
-        applied, _ = await self.plans.for_each_open_plan(
+        applied = await self._each_running_plan(
             owner, lambda lead_id: self.plans.set_schedule(lead_id, schedule)
         )
         return web.json_response(
             {
                 "settings": view,
                 "applied": applied,
-                "message": f"Saved; {applied} running plans moved",
+                "message": f"Saved; {_plans(applied)} moved",
             }
         )
 
@@ -398,9 +404,9 @@ class MiniApp:
         days = (await _body(request)).get("days")
         plans = self.plans
         if days is None:
-            applied, _ = await plans.for_each_open_plan(owner, plans.resume)
+            applied = await self._each_running_plan(owner, plans.resume)
             until = None
-            message = f"Resumed {applied} plans ▶️"
+            message = f"Resumed {_plans(applied)} ▶️"
         else:
             if (
                 isinstance(days, bool)
@@ -409,14 +415,41 @@ class MiniApp:
             ):
                 raise _error(400, f"days must be 1–{MAX_VACATION_DAYS}")
             until = plans.days_from_now(days)
-            applied, _ = await plans.for_each_open_plan(
+            applied = await self._each_running_plan(
                 owner, lambda lead_id: plans.pause(lead_id, until)
             )
-            message = f"Paused {applied} plans ⏸"
+            message = f"Paused {_plans(applied)} ⏸"
         async with as_user(self.pool, owner) as conn:
             await UserRepository(conn).set_paused_until(owner, until)
             view = await queries.settings(conn, owner)
         return web.json_response({"settings": view, "applied": applied, "message": message})
+
+    async def _each_running_plan(self, owner: int, action: Callable[[int], Awaitable[Any]]) -> int:
+        """Apply `action` to every plan the mirror shows running; how many took it.
+
+        A plan that refuses (nothing to change, finished meanwhile) is skipped, not fatal;
+        one accepted but not yet taken by a worker counts, it applies when one is back.
+        """
+        async with as_user(self.pool, owner) as conn:
+            leads = await queries.pipeline(conn, owner, self._now())
+        running = [
+            lead["id"]
+            for lead in leads
+            if lead["plan_status"] in RUNNING and lead["status"] not in CLOSED_LEAD_STATUSES
+        ]
+        gate = asyncio.Semaphore(BULK_CONCURRENCY)
+
+        async def one(lead_id: int) -> bool:
+            async with gate:
+                try:
+                    await action(lead_id)
+                except NoWorkerInTime:
+                    return True
+                except ActionRejected:
+                    return False
+                return True
+
+        return sum(await asyncio.gather(*(one(lead_id) for lead_id in running)))
 
 
 def add_miniapp_routes(app: web.Application, miniapp: MiniApp) -> None:

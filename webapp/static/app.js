@@ -23,7 +23,7 @@ function el(tag, props, ...children) {
     if (value === undefined || value === null) continue;
     if (key === "class") node.className = value;
     else if (key === "text") node.textContent = value;
-    else if (key.startsWith("data-") || key.startsWith("aria-")) node.setAttribute(key, value);
+    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "list") node.setAttribute(key, value);
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node[key] = value;
   }
@@ -154,10 +154,10 @@ function todayCard(item) {
   if (draft) draft.addEventListener("click", () => draft.classList.toggle("open"));
   const reload = () => render();
   return el("div", {class: "card", "data-testid": "due-item", "data-lead-id": String(item.lead_id)},
+    el("div", {class: "name", text: leadLabel(item.name, item.company), onclick: () => openLead(item.lead_id)}),
     el("div", {class: "row"},
-      el("div", {class: "name grow", text: leadLabel(item.name, item.company), onclick: () => openLead(item.lead_id)}),
+      el("span", {class: "hint grow", text: `Step ${item.position} of ${item.total} · ${item.action_type || ""}`}),
       el("span", {class: "due" + (item.overdue ? " overdue" : ""), text: dueLabel(item.due_at, item.status, item.overdue)})),
-    el("div", {class: "hint", text: `Step ${item.position} of ${item.total} · ${item.action_type || ""}`}),
     el("div", {class: "desc", text: item.description || ""}),
     draft,
     el("div", {class: "actions"},
