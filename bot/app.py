@@ -13,16 +13,17 @@ import asyncpg
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.types import BotCommand, MenuButtonWebApp, WebAppInfo
+from aiogram.types import BotCommand
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 from temporalio.client import Client
 
+from bot.bulk import BulkRunner
 from bot.failures import answer_failure
 from bot.middlewares import RegisterUserMiddleware
 from bot.routers import all_routers
 from bot.services import CancelRetrier, PlanService
-from settings import Settings, load_settings, usable_miniapp_url
+from settings import Settings, load_settings
 from storage.db import create_pool
 from storage.fsm import PostgresStorage
 from telegram_ui.session import make_bot
@@ -55,6 +56,7 @@ def build_dispatcher(pool: asyncpg.Pool, temporal_client: Client, settings: Sett
     update is answered by `answer_failure`, never dropped silently.
     """
     plans = PlanService(temporal_client, pool, settings)
+    bulk = BulkRunner(plans)
     dp = Dispatcher(
         storage=PostgresStorage(pool),
         events_isolation=SimpleEventIsolation(),
@@ -62,33 +64,30 @@ def build_dispatcher(pool: asyncpg.Pool, temporal_client: Client, settings: Sett
         temporal=temporal_client,
         settings=settings,
         plans=plans,
+        bulk=bulk,
     )
     registration = RegisterUserMiddleware(pool)
     dp.message.outer_middleware(registration)
     dp.callback_query.outer_middleware(registration)
     dp.include_routers(*all_routers())
     dp.errors.register(answer_failure)
-    retrier_stop = asyncio.Event()
-    retrier: list[asyncio.Task[None]] = []
+    # Background work of every bot process: the cancel outbox and bulk plan changes.
+    background_stop = asyncio.Event()
+    background: list[asyncio.Task[None]] = []
 
     @dp.startup()
     async def on_startup(bot: Bot) -> None:
-        retrier_stop.clear()
-        retrier.append(asyncio.create_task(CancelRetrier(plans).run(retrier_stop)))
+        background_stop.clear()
+        background.append(asyncio.create_task(CancelRetrier(plans).run(background_stop)))
+        background.append(asyncio.create_task(bulk.run(bot, background_stop)))
         with contextlib.suppress(TelegramAPIError):  # a menu is not worth failing start-up
             await bot.set_my_commands(COMMANDS)
-        # The Mini App (webapp/) as the chat's menu button, when it has a usable URL.
-        url = usable_miniapp_url(settings.miniapp_url, settings.telegram_api_base)
-        if url is not None:
-            await bot.set_chat_menu_button(
-                menu_button=MenuButtonWebApp(text="📋 Pipeline", web_app=WebAppInfo(url=url))
-            )
 
     @dp.shutdown()
     async def on_shutdown() -> None:
-        retrier_stop.set()
-        while retrier:
-            await retrier.pop()
+        background_stop.set()
+        while background:
+            await background.pop()
 
     return dp
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -58,9 +58,6 @@ QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=10)
 # A cancel signal needs only the server; an unreachable one goes to the outbox.
 SIGNAL_TIMEOUT = timedelta(seconds=5)
-# How many plans a bulk action (/pause, /timezone …) touches at once.
-BULK_CONCURRENCY = 8
-MAX_BULK_LEADS = 1000
 
 # TODO(issue 7): drop once the workflow passes `approve` an ApproveRequest everywhere; until
 # then the version is sent only to a workflow whose approve takes it.
@@ -298,29 +295,6 @@ class PlanService:
     def days_from_now(self, n: float) -> datetime:
         """n plan days from now, in the plan's (possibly compressed) day length."""
         return datetime.now(UTC) + timedelta(seconds=n * self.settings.day_seconds)
-
-    async def for_each_open_plan(
-        self, telegram_id: int, action: Callable[[int], Awaitable[Any]]
-    ) -> tuple[int, int]:
-        """Apply `action(lead_id)` to every open lead of the owner; (applied, rejected).
-
-        Plans that are finished or refuse (e.g. pausing one that awaits approval) are
-        counted, not fatal: a vacation pause must not stop at the first closed lead.
-        """
-        leads = await LeadRepository(self.pool).list_for_owner(telegram_id, limit=MAX_BULK_LEADS)
-        gate = asyncio.Semaphore(BULK_CONCURRENCY)
-
-        async def one(lead: Lead) -> bool:
-            async with gate:
-                try:
-                    await action(lead.id)
-                except ActionRejected:
-                    return False
-                return True
-
-        results = await asyncio.gather(*(one(lead) for lead in leads if not is_closed(lead)))
-        applied = sum(results)
-        return applied, len(results) - applied
 
 
 class CancelRetrier:

@@ -50,6 +50,22 @@ class BotStack:
         )
         return msg
 
+    async def bulk(self, user: int, command: str, expect: str, timeout: float = 20.0) -> str:
+        """A command whose answer a background job edits when done (/timezone, /pause …):
+        the text of the reply once it contains `expect`."""
+        mark = self.telegram.call_count
+
+        def done(call: Any) -> bool:
+            return (
+                call.method in ("sendMessage", "editMessageText")
+                and call.chat_id == user
+                and expect in str(call.params.get("text", ""))
+            )
+
+        self.telegram.user_says(user, command)
+        call = await self.telegram.wait_for(done, timeout=timeout, since=mark)
+        return str(call.params["text"])
+
     async def add_lead(
         self, user: int, name: str = "Ada Lovelace", company: str = "Analytical Engines"
     ) -> tuple[int, Message]:

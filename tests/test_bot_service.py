@@ -22,11 +22,14 @@ from temporalio.testing import WorkflowEnvironment
 from bot.app import build_dispatcher, build_webhook_app
 from bot.callbacks import LeadStatusCallback
 from bot.failures import TRY_AGAIN
+from bot.routers.settings import resolve_timezone
 from settings import Settings
+from storage.bulk_jobs import BulkJobRepository
 from storage.db import create_pool
 from storage.leads import LeadRepository
 from storage.models import LeadStatus
 from storage.plan_cancels import PlanCancelOutbox
+from storage.users import UserRepository
 from telegram_ui.session import make_bot
 from tests.bot_fixtures import BotStack, PollingBot, bot_stack
 from tests.rig import eventually
@@ -299,9 +302,59 @@ async def test_a_plan_started_during_a_vacation_joins_it(slow: BotStack) -> None
     """/pause with no plan running, then a new lead's plan is started: it is paused until
     the vacation ends (users.paused_until applies to plans started later)."""
     await slow.say(ALICE, "/start", "Welcome")
-    await slow.say(ALICE, "/pause 3", "Paused 0 plans")
+    await slow.bulk(ALICE, "/pause 3", "Paused 0 plans")
     lead_id, plan = await slow.add_lead(ALICE)
     assert "Plan started" in await slow.tap(ALICE, plan, "Start plan")
     assert "Paused until" in slow.telegram.message(ALICE, plan.message_id).text
     state = await slow.state(lead_id)
     assert state.status == PlanStatus.PAUSED and state.paused_until is not None
+
+
+async def test_a_bulk_change_recorded_before_a_restart_is_carried_out(slow: BotStack) -> None:
+    """A /pause job is recorded while no bot runs (the bot died right after answering):
+    the next bot process picks it up, pauses the plan and edits the owner's message."""
+    tg = slow.telegram
+    lead_id, step1 = await _started_plan(slow, ALICE)
+    assert slow.process is not None
+    await slow.process.stop()
+    await BulkJobRepository(slow.pool).create(
+        ALICE, "pause", {"until": None, "span": " until you send /resume"}, step1.message_id
+    )
+    await slow.restart_bot()
+    await tg.wait_for(
+        lambda c: c.method == "editMessageText" and "Paused 1 plan" in str(c.params["text"]),
+        timeout=20,
+    )
+    assert (await slow.state(lead_id)).status == PlanStatus.PAUSED
+    job = await slow.pool.fetchrow("SELECT status, done, applied FROM bot_bulk_jobs")
+    assert dict(job) == {"status": "done", "done": 1, "applied": 1}
+
+
+@pytest.mark.parametrize(
+    ("typed", "name", "suggested"),
+    [
+        ("europe/berlin", "Europe/Berlin", []),
+        ("AMERICA/NEW_YORK", "America/New_York", []),
+        ("america/new york", "America/New_York", []),
+        ("Berlin", None, ["Europe/Berlin"]),
+        ("UTC+3", None, ["Etc/GMT-3"]),
+        ("gmt-5", None, ["Etc/GMT+5"]),
+        ("Europe/Berln", None, ["Europe/Berlin"]),
+    ],
+)
+def test_timezone_names_are_case_insensitive_with_suggestions(
+    typed: str, name: str | None, suggested: list[str]
+) -> None:
+    got_name, got_suggestions = resolve_timezone(typed)
+    assert got_name == name
+    assert got_suggestions[: len(suggested)] == suggested
+
+
+async def test_unknown_timezone_suggests_and_changes_nothing(
+    bot_only: PollingBot, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    telegram.user_says(ALICE, "/timezone berlin")
+    reply = await telegram.wait_for_message(ALICE, "Nothing was changed", timeout=15)
+    assert "did you mean Europe/Berlin?" in str(reply.text)
+    user = await UserRepository(pool).get(ALICE)
+    assert user is not None and user.timezone == "UTC"

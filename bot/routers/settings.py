@@ -7,8 +7,10 @@ pending reminders move too, not only future plans.
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import time
+from zoneinfo import available_timezones
 
 import asyncpg
 from aiogram import Router
@@ -16,13 +18,16 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from pydantic import ValidationError
 
+from bot.bulk import BulkRunner
 from bot.services import PlanService, user_schedule
 from bot.texts import settings_text, when
+from storage.bulk_jobs import BulkAction, BulkJobRepository
 from storage.models import User
 from storage.users import UserRepository
 from telegram_ui.render import clip
 from workflows.models import Schedule
 
+OFFSET_RE = re.compile(r"^(?:utc|gmt)?([+-])(\d{1,2})(?::?(\d{2}))?$")
 WINDOW_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*[-–]\s*(\d{1,2}):(\d{2})\s*$")
 MAX_PAUSE_DAYS = 365
 
@@ -32,10 +37,25 @@ def _problem(err: ValidationError) -> str:
     return msg.removeprefix("Value error, ")
 
 
-async def _apply(
-    message: Message, user: User, pool: asyncpg.Pool, plans: PlanService, **change: object
+async def _start_job(
+    message: Message,
+    bulk: BulkRunner,
+    pool: asyncpg.Pool,
+    owner: int,
+    action: BulkAction,
+    payload: dict[str, object],
+    first_text: str,
 ) -> None:
-    """Validate, save, push to running plans, then confirm — or say what is wrong."""
+    """Answer at once, then let the background job change every plan and edit the answer."""
+    sent = await message.answer(first_text)
+    await BulkJobRepository(pool).create(owner, action, payload, sent.message_id)
+    bulk.wake()
+
+
+async def _apply(
+    message: Message, user: User, pool: asyncpg.Pool, bulk: BulkRunner, **change: object
+) -> None:
+    """Validate, save, confirm — or say what is wrong; running plans follow in the background."""
     try:
         schedule = Schedule.model_validate({**user_schedule(user).model_dump(), **change})
     except ValidationError as err:
@@ -48,30 +68,71 @@ async def _apply(
         window_end=schedule.window_end,
         workdays_only=schedule.workdays_only,
     )
-    applied, _ = await plans.for_each_open_plan(
-        user.telegram_id, lambda lead_id: plans.set_schedule(lead_id, schedule)
-    )
     assert updated is not None
-    note = f"\nApplied to {applied} running plan{'s' if applied != 1 else ''}." if applied else ""
-    await message.answer("✅ Saved.\n\n" + settings_text(updated) + note)
+    head = "✅ Saved.\n\n" + settings_text(updated)
+    await _start_job(
+        message,
+        bulk,
+        pool,
+        user.telegram_id,
+        "set_schedule",
+        {"schedule": schedule.model_dump(mode="json"), "head": head},
+        head + "\n⏳ Applying to your running plans…",
+    )
 
 
 async def show(message: Message, user: User) -> None:
     await message.answer(settings_text(user))
 
 
+def resolve_timezone(raw: str) -> tuple[str | None, list[str]]:
+    """(the IANA name, []) for any spelling of a known zone (`europe/berlin`), else
+    (None, suggestions): zones of that city, a fixed-offset zone for "UTC+3", near misses."""
+    names = available_timezones()
+    by_lower = {n.lower(): n for n in names}
+    key = re.sub(r"\s+", "_", raw.strip()).lower()
+    if key in by_lower:
+        return by_lower[key], []
+    offset = OFFSET_RE.fullmatch(key.replace("_", ""))
+    if offset is not None:
+        hours = int(offset[2])
+        if int(offset[3] or 0) == 0 and hours <= 14:
+            # Etc/GMT signs are inverted (POSIX): UTC+3 is Etc/GMT-3.
+            sign = "-" if offset[1] == "+" else "+"
+            fixed = "Etc/UTC" if hours == 0 else f"Etc/GMT{sign}{hours}"
+            return None, [fixed]
+    cities = sorted(n for n in names if n.lower().rsplit("/", 1)[-1] == key)
+    if cities:
+        return None, cities[:3]
+    close = difflib.get_close_matches(key, list(by_lower), n=3, cutoff=0.75)
+    return None, [by_lower[c] for c in close]
+
+
 async def timezone(
-    message: Message, command: CommandObject, user: User, pool: asyncpg.Pool, plans: PlanService
+    message: Message,
+    command: CommandObject,
+    user: User,
+    pool: asyncpg.Pool,
+    bulk: BulkRunner,
 ) -> None:
-    name = (command.args or "").strip()
-    if not name:
+    raw = (command.args or "").strip()
+    if not raw:
         await message.answer("Usage: /timezone Europe/Berlin (an IANA timezone name)")
         return
-    await _apply(message, user, pool, plans, timezone=name)
+    name, suggestions = resolve_timezone(raw)
+    if name is None:
+        hint = (
+            "did you mean " + " or ".join(f"<code>{s}</code>" for s in suggestions) + "?"
+            if suggestions
+            else "use an IANA name like Europe/Berlin."
+        )
+        await message.answer(f"⚠️ unknown timezone '{clip(raw, 64)}'; {hint} Nothing was changed.")
+        return
+    await _apply(message, user, pool, bulk, timezone=name)
 
 
 async def window(
-    message: Message, command: CommandObject, user: User, pool: asyncpg.Pool, plans: PlanService
+    message: Message, command: CommandObject, user: User, pool: asyncpg.Pool, bulk: BulkRunner
 ) -> None:
     m = WINDOW_RE.match(command.args or "")
     try:
@@ -82,40 +143,45 @@ async def window(
     except ValueError:
         await message.answer("⚠️ Usage: /window 09:00-18:00. Nothing was changed.")
         return
-    await _apply(message, user, pool, plans, window_start=start, window_end=end)
+    await _apply(message, user, pool, bulk, window_start=start, window_end=end)
 
 
 async def workdays(
-    message: Message, command: CommandObject, user: User, pool: asyncpg.Pool, plans: PlanService
+    message: Message, command: CommandObject, user: User, pool: asyncpg.Pool, bulk: BulkRunner
 ) -> None:
     arg = (command.args or "").strip().lower()
     if arg not in ("on", "off"):
         await message.answer("⚠️ Usage: /workdays on|off. Nothing was changed.")
         return
-    await _apply(message, user, pool, plans, workdays_only=arg == "on")
+    await _apply(message, user, pool, bulk, workdays_only=arg == "on")
 
 
 async def pause(
-    message: Message, command: CommandObject, user: User, pool: asyncpg.Pool, plans: PlanService
+    message: Message,
+    command: CommandObject,
+    user: User,
+    pool: asyncpg.Pool,
+    plans: PlanService,
+    bulk: BulkRunner,
 ) -> None:
-    """A vacation: pause every running plan, until resumed or for the given days."""
+    """A vacation: every running plan pauses, until resumed or for the given days; plans
+    approved meanwhile join it (users.paused_until)."""
     arg = (command.args or "").strip()
     if arg and not (arg.isdigit() and 1 <= int(arg) <= MAX_PAUSE_DAYS):
         await message.answer(f"⚠️ Usage: /pause [days], days 1–{MAX_PAUSE_DAYS}.")
         return
     until = plans.days_from_now(int(arg)) if arg else None
-    applied, _ = await plans.for_each_open_plan(
-        user.telegram_id, lambda lead_id: plans.pause(lead_id, until)
-    )
     await UserRepository(pool).set_paused_until(user.telegram_id, until)
     span = f" until {when(until, user.timezone)}" if until else " until you send /resume"
-    await message.answer(f"⏸ Paused {applied} plan{'s' if applied != 1 else ''}{span}.")
+    payload: dict[str, object] = {"until": until.isoformat() if until else None, "span": span}
+    await _start_job(
+        message, bulk, pool, user.telegram_id, "pause", payload, f"⏳ Pausing your plans{span}…"
+    )
 
 
-async def resume(message: Message, user: User, pool: asyncpg.Pool, plans: PlanService) -> None:
-    applied, _ = await plans.for_each_open_plan(user.telegram_id, plans.resume)
+async def resume(message: Message, user: User, pool: asyncpg.Pool, bulk: BulkRunner) -> None:
     await UserRepository(pool).set_paused_until(user.telegram_id, None)
-    await message.answer(f"▶️ Resumed {applied} plan{'s' if applied != 1 else ''}.")
+    await _start_job(message, bulk, pool, user.telegram_id, "resume", {}, "⏳ Resuming your plans…")
 
 
 def make_router() -> Router:
