@@ -120,15 +120,24 @@ class PollingBot:
 
 @asynccontextmanager
 async def bot_stack(
-    env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any, day_seconds: int
+    env: WorkflowEnvironment,
+    db_url: str,
+    pool: asyncpg.Pool,
+    telegram: Any,
+    day_seconds: int,
+    **extra: Any,
 ) -> AsyncIterator[BotStack]:
+    """`extra` settings (e.g. an OpenAI endpoint) go to the bot and the workers alike."""
     settings = Settings(
         database_url=db_url,
         telegram_bot_token=telegram.token,
         telegram_api_base=telegram.base_url,
         day_seconds=day_seconds,
+        **extra,
     )
-    async with plan_rig(env.client, db_url, pool, telegram, day_seconds=day_seconds) as rig:
+    async with plan_rig(
+        env.client, db_url, pool, telegram, day_seconds=day_seconds, **extra
+    ) as rig:
         stack = BotStack(rig, settings)
         stack.process = PollingBot(pool, env.client, settings)
         stack.process.start()

@@ -23,6 +23,7 @@ from bot.app import build_dispatcher, build_webhook_app
 from bot.callbacks import LeadStatusCallback
 from bot.failures import TRY_AGAIN
 from bot.routers.settings import resolve_timezone
+from emulators.openai_server import OpenAIEmulator
 from settings import Settings
 from storage.bulk_jobs import BulkJobRepository
 from storage.db import create_pool
@@ -358,3 +359,42 @@ async def test_unknown_timezone_suggests_and_changes_nothing(
     assert "did you mean Europe/Berlin?" in str(reply.text)
     user = await UserRepository(pool).get(ALICE)
     assert user is not None and user.timezone == "UTC"
+
+
+async def test_regenerate_is_accepted_at_once_while_the_model_is_slow(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """🔄 Regenerate while the model takes longer than any tap may wait (longer than the
+    bot's 10 s update timeout): the tap is answered "Drafting…" at once, and the new draft
+    arrives later as its own message with Start plan."""
+    async with OpenAIEmulator() as model:
+        async with bot_stack(
+            dev_env,
+            db_url,
+            pool,
+            telegram,
+            day_seconds=60,
+            openai_api_key="sk-test",
+            openai_base_url=model.base_url,
+        ) as stack:
+            lead_id, plan = await stack.add_lead(ALICE)
+            model.hang(12)
+            mark = telegram.call_count
+            answer = await stack.tap(ALICE, plan, "Regenerate")
+            assert answer == "Drafting a new plan…"
+            assert "Drafting a new plan" in telegram.message(ALICE, plan.message_id).text
+            draft = await telegram.wait_for_message(
+                ALICE, "Engagement plan", timeout=60, since=mark
+            )
+            assert draft.buttons[0].text.endswith("Start plan")
+            # Nothing in between ("could not regenerate", "taking longer"): the tap's own
+            # message says it is drafting, then the draft arrives.
+            said = [
+                str(c.params.get("text", ""))
+                for c in telegram.calls(chat_id=ALICE)
+                if c.seq >= mark and c.method in ("sendMessage", "editMessageText")
+            ]
+            assert len(said) == 2, said
+            assert said[0].startswith("🔄 Drafting a new plan for Ada Lovelace")
+            assert "Engagement plan" in said[1]
+            assert (await stack.state(lead_id)).plan_version == 2
