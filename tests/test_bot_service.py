@@ -22,7 +22,9 @@ from temporalio.testing import WorkflowEnvironment
 from bot.app import build_dispatcher, build_webhook_app
 from bot.callbacks import LeadStatusCallback
 from bot.failures import TRY_AGAIN
+from bot.routers.common import REJECTION_TEXT, rejection_text
 from bot.routers.settings import resolve_timezone
+from bot.services import ActionRejected, NoWorkerInTime
 from emulators.openai_server import OpenAIEmulator
 from settings import Settings
 from storage.bulk_jobs import BulkJobRepository
@@ -34,7 +36,8 @@ from storage.users import UserRepository
 from telegram_ui.session import make_bot
 from tests.bot_fixtures import BotStack, PollingBot, bot_stack
 from tests.rig import eventually
-from workflows.models import PlanStatus
+from workflows.errors import Rejection
+from workflows.models import PlanState, PlanStatus, StepAction, StepStatus
 
 pytestmark = pytest.mark.usefixtures("distinct_lead_ids")  # the dev server is shared
 
@@ -398,3 +401,29 @@ async def test_regenerate_is_accepted_at_once_while_the_model_is_slow(
             assert said[0].startswith("🔄 Drafting a new plan for Ada Lovelace")
             assert "Engagement plan" in said[1]
             assert (await stack.state(lead_id)).plan_version == 2
+
+
+async def test_a_stale_reminder_loses_its_buttons(slow: BotStack) -> None:
+    """The step was answered elsewhere (the Mini App, another message): a tap on the old
+    reminder is answered "Already handled" and its buttons go away."""
+    tg = slow.telegram
+    lead_id, step1 = await _started_plan(slow, ALICE)
+    await slow.handle(lead_id).execute_update(
+        "complete_step", StepAction(step_id=1, plan_version=1), result_type=PlanState
+    )
+    answer = await slow.tap(ALICE, step1, "Skip")
+    assert answer.startswith("Already handled")
+    assert tg.message(ALICE, step1.message_id).buttons == []
+    state = await slow.state(lead_id)
+    assert state.steps[0].status == StepStatus.COMPLETED  # not skipped
+
+
+def test_every_typed_rejection_has_a_text() -> None:
+    """The bot maps the workflow's types, not its wording; a double tap reads "Already
+    handled" whatever the workflow's sentence."""
+    assert set(REJECTION_TEXT) == set(Rejection)
+    for kind in (Rejection.ALREADY_HANDLED, Rejection.PLAN_FINISHED):
+        err = ActionRejected(kind, "whatever the workflow said")
+        assert err.already_handled and rejection_text(err).startswith("Already handled")
+    assert rejection_text(NoWorkerInTime(None, "")).startswith("⏳ Taking longer")
+    assert "unreachable" in rejection_text(ActionRejected(None, "", unreachable=True))

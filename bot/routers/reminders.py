@@ -6,9 +6,12 @@ double tap is rejected there and answered "Already handled" here, with nothing c
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncpg
 from aiogram import Bot, Router
-from aiogram.types import CallbackQuery
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import CallbackQuery, Message
 from temporalio.service import RPCError
 
 from bot.routers.common import UNREACHABLE, edit, owned_lead_or_alert, rejection_text
@@ -21,6 +24,13 @@ from telegram_ui.render import MESSAGE_LIMIT, clip, lead_label
 from workflows.models import PlanState
 
 SNOOZE_DAYS = {StepAct.SNOOZE_1D: 1, StepAct.SNOOZE_3D: 3}
+
+
+async def drop_buttons(query: CallbackQuery) -> None:
+    msg = query.message
+    if isinstance(msg, Message) and msg.reply_markup is not None:
+        with contextlib.suppress(TelegramBadRequest):
+            await msg.edit_reply_markup(reply_markup=None)
 
 
 async def on_step(
@@ -77,6 +87,8 @@ async def on_step(
             unit = "day" if days == 1 else "days"
             outcome, answer = f"💤 Snoozed {days} {unit}.", f"Snoozed {days} {unit} 💤"
     except ActionRejected as err:
+        if err.already_handled:
+            await drop_buttons(query)  # a stale reminder should not invite more taps
         await query.answer(rejection_text(err))
         return
     # Edit first, then answer: when the spinner stops, the message already says what happened.
