@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import asyncpg
-from aiogram import Bot
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.metrics import LATENESS_BUCKETS
 from activities.mirror import MirrorActivities
 from activities.planning import LeadBrief, PlanningActivities, make_openai_client
-from activities.telegram import TelegramActivities
 from ops.outages import OutageInterceptor, OutageTracker, install_log_filter
 from settings import Settings, load_settings
 from storage.db import create_pool
 from storage.leads import LeadRepository
-from telegram_ui.session import make_bot
 from temporal_client import connect
 from workflows.engagement_plan import (
     ENGAGEMENT_TASK_QUEUE,
@@ -32,6 +32,9 @@ from workflows.engagement_plan import (
 )
 from workflows.models import TERMINAL_PLAN_STATUSES, PlanStatus
 from workflows.sandbox import workflow_runner
+
+if TYPE_CHECKING:  # aiogram is loaded after the worker polls (see running_workers)
+    from aiogram import Bot
 
 log = logging.getLogger("leadpilot.worker")
 
@@ -43,6 +46,23 @@ def create_workers(
     settings: Settings,
 ) -> list[Worker]:
     """Both workers of one process; tests build them the same way as production."""
+    interceptors = outage_interceptors()
+    return [
+        engagement_worker(client, pool, settings, interceptors),
+        telegram_worker(client, pool, bot, settings, interceptors),
+    ]
+
+
+def outage_interceptors() -> list[Interceptor]:
+    """One warning per outage of PostgreSQL/Telegram/the planner, not a traceback per retry."""
+    install_log_filter()
+    return [OutageInterceptor(OutageTracker())]
+
+
+def engagement_worker(
+    client: Client, pool: asyncpg.Pool, settings: Settings, interceptors: list[Interceptor]
+) -> Worker:
+    """Plan workflows, plan generation and mirror writes."""
 
     async def load_lead(lead_id: int) -> LeadBrief | None:
         lead = await LeadRepository(pool).get(lead_id)
@@ -50,7 +70,8 @@ def create_workers(
 
     planning = PlanningActivities(
         load_lead,
-        make_openai_client(
+        # Built on the first draft: importing openai costs seconds of start-up.
+        lambda: make_openai_client(
             settings.openai_api_key,
             settings.openai_base_url,
             timeout=settings.planner_request_timeout_seconds,
@@ -60,33 +81,40 @@ def create_workers(
         request_timeout=settings.planner_request_timeout_seconds,
     )
     mirror = MirrorActivities(pool)
-    # One warning per outage of PostgreSQL/Telegram/the planner, not a traceback per retry.
-    install_log_filter()
-    outages = [OutageInterceptor(OutageTracker())]
+    return Worker(
+        client,
+        task_queue=ENGAGEMENT_TASK_QUEUE,
+        workflows=[EngagementPlanWorkflow],
+        workflow_runner=workflow_runner(),
+        activities=[planning.generate_plan, mirror.sync_plan],
+        interceptors=interceptors,
+    )
+
+
+def telegram_worker(
+    client: Client,
+    pool: asyncpg.Pool,
+    bot: Bot,
+    settings: Settings,
+    interceptors: list[Interceptor],
+) -> Worker:
+    """Telegram sends, on their own queue so the server's rate limit covers only them."""
+    from activities.telegram import TelegramActivities
+
     telegram = TelegramActivities(
         bot,
         pool,
         request_timeout=settings.telegram_request_timeout,
         chat_spacing=settings.chat_spacing_seconds,
     )
-    return [
-        Worker(
-            client,
-            task_queue=ENGAGEMENT_TASK_QUEUE,
-            workflows=[EngagementPlanWorkflow],
-            workflow_runner=workflow_runner(),
-            activities=[planning.generate_plan, mirror.sync_plan],
-            interceptors=outages,
-        ),
-        Worker(
-            client,
-            task_queue=TELEGRAM_TASK_QUEUE,
-            activities=[telegram.send_reminder, telegram.send_notice],
-            interceptors=outages,
-            # Enforced by the server, so it holds across any number of workers.
-            max_task_queue_activities_per_second=settings.telegram_sends_per_second,
-        ),
-    ]
+    return Worker(
+        client,
+        task_queue=TELEGRAM_TASK_QUEUE,
+        activities=[telegram.send_reminder, telegram.send_notice],
+        interceptors=interceptors,
+        # Enforced by the server, so it holds across any number of workers.
+        max_task_queue_activities_per_second=settings.telegram_sends_per_second,
+    )
 
 
 def metrics_runtime(port: int) -> Runtime:
@@ -121,14 +149,35 @@ async def report_plan_counts(client: Client, runtime: Runtime, every: float = 30
 
 @asynccontextmanager
 async def running_workers(settings: Settings) -> AsyncIterator[None]:
+    """Start polling as soon as possible: the engagement queue first (timers, mirror
+    writes), then the Telegram queue once aiogram is loaded, off the event loop (it builds
+    some 450 pydantic models on import, seconds on a busy machine). Sends due meanwhile
+    wait in Temporal's queue; nothing is lost."""
+    began = time.monotonic()
     runtime = metrics_runtime(settings.metrics_port) if settings.metrics_port else None
     client = await connect(settings.temporal_address, settings.temporal_namespace, runtime)
     pool = await create_pool(settings.database_url)
-    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
-    workers = create_workers(client, pool, bot, settings)
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    counting = runtime and asyncio.create_task(report_plan_counts(client, runtime))
+    interceptors = outage_interceptors()
+    workers = [engagement_worker(client, pool, settings, interceptors)]
+    tasks = [asyncio.create_task(workers[0].run())]
+    log.info(
+        "polling %s after %.1f s; loading the Telegram client",
+        ENGAGEMENT_TASK_QUEUE,
+        time.monotonic() - began,
+    )
+    bot: Bot | None = None
+    counting = None
     try:
+        await asyncio.to_thread(importlib.import_module, "activities.telegram")
+        from telegram_ui.session import make_bot
+
+        bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+        workers.append(telegram_worker(client, pool, bot, settings, interceptors))
+        tasks.append(asyncio.create_task(workers[1].run()))
+        log.info("polling %s after %.1f s", TELEGRAM_TASK_QUEUE, time.monotonic() - began)
+        if settings.openai_api_key or settings.openai_base_url:
+            await asyncio.to_thread(importlib.import_module, "openai")
+        counting = runtime and asyncio.create_task(report_plan_counts(client, runtime))
         yield
     finally:
         if counting:
@@ -136,7 +185,8 @@ async def running_workers(settings: Settings) -> AsyncIterator[None]:
         # Graceful: stop polling, let running activities finish.
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await asyncio.gather(*tasks, return_exceptions=True)
-        await bot.session.close()
+        if bot is not None:
+            await bot.session.close()
         await pool.close()
 
 

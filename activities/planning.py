@@ -26,11 +26,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 import pydantic
-from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -47,6 +45,10 @@ from workflows.models import (
     PlanStep,
     check_steps,
 )
+
+if TYPE_CHECKING:  # openai is imported when first used: it costs seconds of worker start-up
+    import openai
+    from openai.types.chat import ChatCompletionMessageParam
 
 __all__ = [
     "PROMPT_PATH",
@@ -427,6 +429,8 @@ def make_openai_client(
     base_url = (base_url or "").strip() or None
     if api_key is None and base_url is None:
         return None
+    import openai
+
     return openai.AsyncOpenAI(
         api_key=api_key or "not-needed",
         base_url=base_url,
@@ -478,7 +482,7 @@ class PlanningActivities:
     def __init__(
         self,
         leads_loader: LeadsLoader,
-        openai_client: openai.AsyncOpenAI | None,
+        openai_client: openai.AsyncOpenAI | Callable[[], openai.AsyncOpenAI | None] | None,
         model: str,
         *,
         deadline: float = DRAFT_DEADLINE_SECONDS,
@@ -486,7 +490,8 @@ class PlanningActivities:
         retry_delay: float = RETRY_DELAY_SECONDS,
     ) -> None:
         self._load_lead = leads_loader
-        self._client = openai_client
+        # A factory defers building the client (and importing openai) to the first draft.
+        self._client_or_factory = openai_client
         self._model = model
         self._deadline = deadline
         self._request_timeout = request_timeout
@@ -502,11 +507,19 @@ class PlanningActivities:
             raise ApplicationError(
                 f"lead {req.lead_id} not found", type="LeadNotFound", non_retryable=True
             )
-        if self._client is None:
+        client = self._client()
+        if client is None:
             return builtin_plan(brief)
-        return await self._ask_model(self._client, brief)
+        return await self._ask_model(client, brief)
+
+    def _client(self) -> openai.AsyncOpenAI | None:
+        if callable(self._client_or_factory):
+            self._client_or_factory = self._client_or_factory()
+        return self._client_or_factory
 
     async def _ask_model(self, client: openai.AsyncOpenAI, brief: LeadBrief) -> list[PlanStep]:
+        import openai
+
         deadline = _Deadline(self._deadline, self._request_timeout)
         budget = min(self._request_timeout, deadline.remaining() - 1.0)
         if budget < 1.0:

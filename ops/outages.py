@@ -13,6 +13,7 @@ per-retry tracebacks of those failures. Anything else (a bug) keeps its tracebac
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
-from aiogram.exceptions import TelegramNetworkError, TelegramServerError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
@@ -72,12 +72,20 @@ def _raised_in_asyncpg(err: BaseException) -> bool:
     return False
 
 
+def _telegram_unavailable(err: BaseException) -> bool:
+    # aiogram is not imported here: the worker loads it after it is already polling.
+    aiogram = sys.modules.get("aiogram.exceptions")
+    return aiogram is not None and isinstance(
+        err, aiogram.TelegramNetworkError | aiogram.TelegramServerError
+    )
+
+
 def classify(err: BaseException) -> Dependency | None:
     """The unavailable dependency an activity failure is due to, or None (not an outage)."""
     for e in _chain(err):
         if isinstance(e, ApplicationError) and e.type == "PlannerUnavailable":
             return Dependency.PLANNER
-        if isinstance(e, TelegramNetworkError | TelegramServerError):
+        if _telegram_unavailable(e):
             return Dependency.TELEGRAM
         if isinstance(e, _PG_ERRORS):
             return Dependency.POSTGRES
