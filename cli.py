@@ -22,6 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply pending database migrations (DATABASE_URL)")
     sub.add_parser("worker", help="run the Temporal worker")
     sub.add_parser("bot", help="run the Telegram bot")
+    doctor = sub.add_parser(
+        "doctor", help="check that every plan's rows agree with its workflow (ops/doctor.py)"
+    )
+    doctor.add_argument("--repair", action="store_true", help="close orphaned open rows")
     args = parser.parse_args(argv)
 
     if args.command == "dev":
@@ -32,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from storage.migrate import main as migrate
 
         return migrate([])
+    if args.command == "doctor":
+        from ops.doctor import main as doctor_main
+
+        return doctor_main(["--repair"] if args.repair else [])
     if args.command == "worker":
         import worker
 
