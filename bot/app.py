@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from bot.bulk import BulkRunner
 from bot.failures import answer_failure
-from bot.middlewares import RegisterUserMiddleware
+from bot.middlewares import RegisterUserMiddleware, ResumeBlockedMiddleware
 from bot.routers import all_routers
 from bot.services import CancelRetrier, PlanService
 from settings import Settings, load_settings
@@ -69,6 +69,9 @@ def build_dispatcher(pool: asyncpg.Pool, temporal_client: Client, settings: Sett
     registration = RegisterUserMiddleware(pool)
     dp.message.outer_middleware(registration)
     dp.callback_query.outer_middleware(registration)
+    resume_blocked = ResumeBlockedMiddleware()
+    for observer in (dp.message, dp.callback_query, dp.my_chat_member):
+        observer.outer_middleware(resume_blocked)
     dp.include_routers(*all_routers())
     dp.errors.register(answer_failure)
     # Background work of every bot process: the cancel outbox and bulk plan changes.

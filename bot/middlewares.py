@@ -1,16 +1,25 @@
-"""Cross-cutting: every update registers (or refreshes) its sender, handlers get the row."""
+"""Cross-cutting: every update registers (or refreshes) its sender, handlers get the row;
+an owner who talks to the bot again gets their blocked plans back."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject
+from aiogram import BaseMiddleware, Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import ChatMemberUpdated, TelegramObject
 from aiogram.types import User as TgUser
 
+from bot.services import ActionRejected, PlanService
+from storage.lead_views import LeadViews
 from storage.users import UserRepository
+from telegram_ui.render import lead_label
+
+log = logging.getLogger("leadpilot.bot")
 
 
 class RegisterUserMiddleware(BaseMiddleware):
@@ -35,3 +44,46 @@ class RegisterUserMiddleware(BaseMiddleware):
                 tg_user.id, tg_user.first_name, tg_user.last_name, tg_user.username
             )
         return await handler(event, data)
+
+
+class ResumeBlockedMiddleware(BaseMiddleware):
+    """A plan blocks when Telegram refuses delivery (the owner blocked the bot). Any sign
+    of life from the owner (a message, a tap, unblocking the bot) resumes those plans and
+    tells the owner which ones. Runs after the handler: the owner's own request first."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        result = await handler(event, data)
+        tg_user: TgUser | None = data.get("event_from_user")
+        plans: PlanService | None = data.get("plans")
+        bot: Bot | None = data.get("bot")
+        if tg_user is None or tg_user.is_bot or plans is None or bot is None:
+            return result
+        if isinstance(event, ChatMemberUpdated) and event.new_chat_member.status in (
+            "kicked",
+            "left",
+        ):
+            return result  # blocking the bot is not coming back
+        blocked = await LeadViews(plans.pool).blocked(tg_user.id)
+        resumed = []
+        for lead in blocked:
+            try:
+                await plans.resume(lead.id)
+            except ActionRejected as err:
+                log.info("blocked plan of lead %s not resumed: %s", lead.id, err.reason)
+                continue
+            resumed.append(lead)
+        if resumed:
+            names = ", ".join(lead_label(x.prospect_name, x.prospect_company) for x in resumed)
+            with contextlib.suppress(TelegramAPIError):
+                await bot.send_message(
+                    tg_user.id,
+                    f"▶️ Welcome back! Reminders could not reach you, so I had held "
+                    f"{len(resumed)} plan{'s' if len(resumed) != 1 else ''}; "
+                    f"resumed now: {names}.",
+                )
+        return result

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from storage.db import Queryable
-from storage.models import Lead, Reminder
+from storage.models import CLOSED_LEAD_STATUSES, Lead, Reminder
 
 
 class MirroredPlanStatus(StrEnum):
@@ -130,6 +130,22 @@ class LeadViews:
             return int(total), []
         total = int(rows[0]["total_leads"]) if rows else 0
         return total, [_summary(dict(r)) for r in rows]
+
+    async def blocked(self, telegram_id: int) -> list[Lead]:
+        """The owner's open leads whose plan is blocked (Telegram refused to deliver)."""
+        rows = await self._db.fetch(
+            f"""
+            SELECT l.* FROM lead_registry l
+            {_LAST_EVENT.replace("$2", "$3")}
+            WHERE l.telegram_id = $1 AND ev.activity_type = 'plan_blocked'
+              AND NOT (l.status = ANY($2::text[]))
+            ORDER BY l.id
+            """,
+            telegram_id,
+            [s.value for s in CLOSED_LEAD_STATUSES],
+            list(LIFECYCLE),
+        )
+        return [Lead.from_record(r) for r in rows]
 
     async def timeline(self, lead_id: int, telegram_id: int) -> LeadTimeline | None:
         """The owner's lead with its current plan's rows; None for a foreign or missing lead."""

@@ -427,3 +427,32 @@ def test_every_typed_rejection_has_a_text() -> None:
         assert err.already_handled and rejection_text(err).startswith("Already handled")
     assert rejection_text(NoWorkerInTime(None, "")).startswith("⏳ Taking longer")
     assert "unreachable" in rejection_text(ActionRejected(None, "", unreachable=True))
+
+
+@pytest.fixture
+async def fast(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> AsyncIterator[BotStack]:
+    """A plan day of 2 s: step 2 is due four seconds after step 1 is done."""
+    async with bot_stack(dev_env, db_url, pool, telegram, day_seconds=2) as stack:
+        yield stack
+
+
+async def test_an_owner_who_unblocks_the_bot_gets_their_plans_back(fast: BotStack) -> None:
+    """The owner blocks the bot, the next reminder is refused (403) and the plan blocks;
+    when they unblock it the plan resumes by itself and they are told which one."""
+    tg = fast.telegram
+    lead_id, step1 = await _started_plan(fast, ALICE)
+    assert "done" in (await fast.tap(ALICE, step1, "Done")).lower()
+    tg.block(ALICE, notify=True)  # before step 2 is due
+
+    async def blocked() -> bool:
+        return (await fast.state(lead_id)).status == PlanStatus.BLOCKED
+
+    await eventually(blocked, timeout=30)
+    mark = tg.call_count
+    tg.unblock(ALICE, notify=True)
+    note = await tg.wait_for_message(ALICE, "Welcome back", timeout=15, since=mark)
+    assert "resumed now: Ada Lovelace (Analytical Engines)" in str(note.text)
+    assert (await fast.state(lead_id)).status == PlanStatus.ACTIVE
+    await tg.wait_for_message(ALICE, "Step 2 of 6", timeout=30, since=mark)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.types import ChatMemberUpdated, Message
 
 from bot.texts import HELP
 
@@ -26,10 +26,16 @@ async def cancel(message: Message, state: FSMContext) -> None:
     await message.answer("Cancelled." if had_dialog else "Nothing to cancel.")
 
 
+async def member_changed(event: ChatMemberUpdated) -> None:
+    """The owner blocked or unblocked the bot; ResumeBlockedMiddleware acts on unblocking.
+    (Handling the update at all makes polling ask Telegram for it.)"""
+
+
 def make_router() -> Router:
     """A fresh router per dispatcher (a router can belong to one parent only)."""
     router = Router(name="start")
     router.message(CommandStart())(start)
     router.message(Command("help"))(help_)
     router.message(Command("cancel"), StateFilter("*"))(cancel)
+    router.my_chat_member()(member_changed)
     return router
