@@ -5,12 +5,14 @@ from __future__ import annotations
 from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
+from pydantic import Field
 
 from storage.models import LeadStatus
+from telegram_ui.callbacks import LeadId
 
 
 class LeadsPage(CallbackData, prefix="lp"):
-    page: int
+    page: int = Field(ge=0, le=1_000_000)
 
 
 class LeadAct(StrEnum):
@@ -24,11 +26,11 @@ class LeadAct(StrEnum):
 
 class LeadCallback(CallbackData, prefix="ld"):
     act: LeadAct
-    lead_id: int
+    lead_id: LeadId
 
 
 class LeadStatusCallback(CallbackData, prefix="ls"):
-    lead_id: int
+    lead_id: LeadId
     status: LeadStatus
 
 
