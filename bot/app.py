@@ -47,7 +47,8 @@ DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 
 
 def build_dispatcher(pool: asyncpg.Pool, temporal_client: Client, settings: Settings) -> Dispatcher:
-    """Routers, middleware and dependencies (injected into handlers by parameter name).
+    """Routers, middleware and dependencies (injected into handlers by parameter name:
+    `pool`, `plans` (Temporal and settings behind it), `bulk`, and `user` from middleware).
 
     Stateless process: dialog state lives in PostgreSQL (PostgresStorage), so a restart or
     another replica continues a half-finished /add. SimpleEventIsolation (aiogram's own
@@ -61,8 +62,6 @@ def build_dispatcher(pool: asyncpg.Pool, temporal_client: Client, settings: Sett
         storage=PostgresStorage(pool),
         events_isolation=SimpleEventIsolation(),
         pool=pool,
-        temporal=temporal_client,
-        settings=settings,
         plans=plans,
         bulk=bulk,
     )
