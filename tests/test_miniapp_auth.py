@@ -146,7 +146,7 @@ async def test_sign_in_registers_the_user_and_opens_the_api(
     resp = await client.post("/app/api/session", json={"init_data": signed()})
     assert resp.status == 200
     body = await resp.json()
-    assert body["user"] == {"id": 7001, "first_name": "Alice"}
+    assert body["user"] == {"id": 7001, "first_name": "Alice", "timezone": "UTC"}
     user = await UserRepository(pool).get(7001)
     assert user is not None and user.first_name == "Alice"
     resp = await client.get(

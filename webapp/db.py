@@ -24,6 +24,17 @@ async def as_user(pool: asyncpg.Pool, telegram_id: int) -> AsyncIterator[asyncpg
     """A connection acting as `telegram_id` inside a transaction (committed on success)."""
     claims = json.dumps({"role": ROLE, "telegram_id": str(telegram_id)})
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(f"SET LOCAL ROLE {ROLE}")
-        await conn.execute("SELECT set_config('request.jwt.claims', $1, true)", claims)
+        # One round trip: role, claims, and custom plans. The Mini App's queries take
+        # optional filters ($n IS NULL OR …); a generic plan (PostgreSQL's choice after
+        # five runs of a prepared statement) can't prune them and took seconds, not ms.
+        await conn.execute(
+            f"SET LOCAL ROLE {ROLE};"
+            " SET LOCAL plan_cache_mode = force_custom_plan;"
+            f" SELECT set_config('request.jwt.claims', {_literal(claims)}, true)"
+        )
         yield conn
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (standard_conforming_strings: only quotes need doubling)."""
+    return "'" + text.replace("'", "''") + "'"

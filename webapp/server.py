@@ -151,7 +151,7 @@ class MiniApp:
         except AuthError as err:
             raise _error(401, str(err)) from None
         # Same registration as the bot's middleware: a user who opens the app first exists.
-        await UserRepository(self.pool).upsert(
+        registered = await UserRepository(self.pool).upsert(
             user.id, user.first_name, user.last_name, user.username
         )
         ttl = self.settings.miniapp_session_ttl_seconds
@@ -159,7 +159,11 @@ class MiniApp:
             {
                 "token": issue_token(user.id, self.secret, ttl),
                 "expires_in": ttl,
-                "user": {"id": user.id, "first_name": user.first_name},
+                "user": {
+                    "id": user.id,
+                    "first_name": user.first_name,
+                    "timezone": registered.timezone,
+                },
             }
         )
 

@@ -368,6 +368,8 @@ async function render() {
     document.body.dataset.view = "error";
   }
   document.body.dataset.ready = "true";
+  // Milliseconds from navigation start to the first full view (benchmarks/miniapp.py).
+  if (!document.body.dataset.firstRenderMs) document.body.dataset.firstRenderMs = String(Math.round(performance.now()));
 }
 
 for (const b of document.querySelectorAll("#tabs button")) {
@@ -394,9 +396,8 @@ function applyTheme() {
   tg.onEvent("themeChanged", applyTheme);
   tg.BackButton.onClick(() => { state.lead = null; haptic("light"); render(); });
   try {
-    await signIn();
-    const settings = await api("settings");
-    state.tz = settings.settings.timezone;
+    const session = await signIn();
+    state.tz = session.user.timezone;
   } catch (error) {
     view.replaceChildren(el("p", {class: "hint center", "data-testid": "error", text: "Sign-in failed: " + error.message}));
     document.body.dataset.ready = "true";
