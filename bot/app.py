@@ -25,7 +25,7 @@ from bot.routers import all_routers
 from bot.services import CancelRetrier, PlanService
 from settings import Settings, load_settings
 from storage.db import create_pool
-from storage.fsm import PostgresStorage
+from storage.fsm import PostgresEventIsolation, PostgresStorage
 from telegram_ui.session import make_bot
 from temporal_client import connect
 
@@ -44,23 +44,33 @@ COMMANDS = [
     BotCommand(command="help", description="What I can do"),
 ]
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
+CHATS_AT_ONCE = 20
 
 
-def build_dispatcher(pool: asyncpg.Pool, temporal_client: Client, settings: Settings) -> Dispatcher:
+def build_dispatcher(
+    pool: asyncpg.Pool,
+    temporal_client: Client,
+    settings: Settings,
+    *,
+    lock_pool: asyncpg.Pool | None = None,
+) -> Dispatcher:
     """Routers, middleware and dependencies (injected into handlers by parameter name:
     `pool`, `plans` (Temporal and settings behind it), `bulk`, and `user` from middleware).
 
     Stateless process: dialog state lives in PostgreSQL (PostgresStorage), so a restart or
-    another replica continues a half-finished /add. SimpleEventIsolation (aiogram's own
-    per-chat lock around each update, taken in arrival order) processes one chat's
-    updates one at a time and in order while different chats run in parallel. A failing
-    update is answered by `answer_failure`, never dropped silently.
+    another replica continues a half-finished /add. One chat's updates are processed one
+    at a time and in arrival order while different chats run in parallel: aiogram's
+    per-chat event isolation, with a PostgreSQL advisory lock (on `lock_pool`) so that
+    holds across replicas too. A failing update is answered by `answer_failure`, never
+    dropped silently.
     """
     plans = PlanService(temporal_client, pool, settings)
     bulk = BulkRunner(plans)
     dp = Dispatcher(
         storage=PostgresStorage(pool),
-        events_isolation=SimpleEventIsolation(),
+        events_isolation=(
+            SimpleEventIsolation() if lock_pool is None else PostgresEventIsolation(lock_pool)
+        ),
         pool=pool,
         plans=plans,
         bulk=bulk,
@@ -147,8 +157,10 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
         sys.exit("leadpilot: webhook mode needs WEBHOOK_URL and WEBHOOK_SECRET")
     temporal_client = await connect(settings.temporal_address, settings.temporal_namespace)
     pool = await create_pool(settings.database_url)
+    # Per-chat locks across replicas; at most this many chats are handled at once.
+    lock_pool = await create_pool(settings.database_url, min_size=1, max_size=CHATS_AT_ONCE)
     bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
-    dp = build_dispatcher(pool, temporal_client, settings)
+    dp = build_dispatcher(pool, temporal_client, settings, lock_pool=lock_pool)
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []
     if stop is None:
@@ -174,6 +186,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
         for sig in signals:
             loop.remove_signal_handler(sig)
         await bot.session.close()
+        await lock_pool.close()
         await pool.close()
         log.info("bot stopped")
 

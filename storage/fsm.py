@@ -7,11 +7,14 @@ continues the dialog from the `bot_fsm_state` row (migration 005).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from aiogram.fsm.state import State
-from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StateType, StorageKey
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 
 from storage.db import Queryable
 
@@ -106,3 +109,35 @@ class PostgresStorage(BaseStorage):
 
     async def close(self) -> None:
         """The pool belongs to the process, not to the storage; nothing to close."""
+
+
+def lock_name(key: StorageKey) -> str:
+    """The advisory lock of one chat's updates (hashed to a bigint by PostgreSQL)."""
+    return f"leadpilot-chat:{key.bot_id}:{key.chat_id}:{key.user_id}:{key.thread_id or 0}"
+
+
+class PostgresEventIsolation(BaseEventIsolation):
+    """One update of a chat at a time across every bot process (webhook replicas).
+
+    First aiogram's in-process lock (arrival order; a process holds at most one database
+    connection per chat), then a PostgreSQL session advisory lock on a connection of a
+    pool of its own: locks must never wait for a connection the handlers need.
+    """
+
+    def __init__(self, lock_pool: asyncpg.Pool) -> None:
+        self._pool = lock_pool
+        self._local = SimpleEventIsolation()
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        name = lock_name(key)
+        async with self._local.lock(key), self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", name)
+            try:
+                yield
+            finally:
+                # A broken connection loses the lock anyway; the pool resets it on release.
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
+
+    async def close(self) -> None:
+        await self._local.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiogram.fsm.storage.base import StorageKey
 from aiohttp import web
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -29,6 +30,7 @@ from emulators.openai_server import OpenAIEmulator
 from settings import Settings
 from storage.bulk_jobs import BulkJobRepository
 from storage.db import create_pool
+from storage.fsm import lock_name
 from storage.leads import LeadRepository
 from storage.models import LeadStatus
 from storage.plan_cancels import PlanCancelOutbox
@@ -173,8 +175,9 @@ async def test_two_webhook_replicas_share_one_dialog(
     dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
 ) -> None:
     """Two bot processes in webhook mode behind a balancer taking alternate updates of
-    one /add dialog: each continues where the other left off."""
-    replicas: list[tuple[str, web.AppRunner, Any]] = []
+    one /add dialog: each continues where the other left off; and while one replica is
+    in the middle of a chat's update, the other waits before handling that chat's next."""
+    replicas: list[tuple[str, web.AppRunner, list[asyncpg.Pool], Any]] = []
     for _ in range(2):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -186,15 +189,15 @@ async def test_two_webhook_replicas_share_one_dialog(
             webhook_url=f"http://127.0.0.1:{port}/telegram/webhook",
             webhook_secret="replica-secret",
         )
-        # Each replica has its own pool, Bot and Dispatcher, as separate processes would.
-        own_pool = await create_pool(db_url)
+        # Each replica has its own pools, Bot and Dispatcher, as separate processes would.
+        pools = [await create_pool(db_url), await create_pool(db_url, max_size=4)]
         bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
-        app = build_webhook_app(build_dispatcher(own_pool, dev_env.client, settings), bot, settings)
-        runner = web.AppRunner(app)
+        dp = build_dispatcher(pools[0], dev_env.client, settings, lock_pool=pools[1])
+        runner = web.AppRunner(build_webhook_app(dp, bot, settings))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         assert settings.webhook_url is not None
-        replicas.append((settings.webhook_url, runner, own_pool))
+        replicas.append((settings.webhook_url, runner, pools, bot))
     try:
         steps = [
             ("/add", "Send their name"),
@@ -210,10 +213,34 @@ async def test_two_webhook_replicas_share_one_dialog(
             await telegram.wait_for_message(ALICE, expect, timeout=15, since=mark)
         lead = await _wait_lead(pool, ALICE)
         assert (lead.prospect_name, lead.prospect_company) == ("Ada", "Analytical Engines")
+
+        # "Replica A" (this test) is mid-update for Alice's chat: replica B's /help for
+        # the same chat waits on the chat's lock, and runs once it is released.
+        bot_b = replicas[1][3]
+        name = lock_name(StorageKey(bot_id=bot_b.id, chat_id=ALICE, user_id=ALICE))
+        async with pool.acquire() as holder:
+            await holder.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", name)
+            mark = telegram.call_count
+            telegram.user_says(ALICE, "/help")
+            assert await telegram.post_update_to(replicas[1][0], "replica-secret") == 200
+
+            async def b_waits() -> bool:
+                return bool(
+                    await pool.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                )
+
+            await eventually(b_waits)
+            assert telegram.calls("sendMessage", chat_id=ALICE)[-1].seq < mark
+            await holder.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
+        await telegram.wait_for_message(ALICE, "/leads", timeout=15, since=mark)
     finally:
-        for _, runner, own_pool in replicas:
+        for _, runner, pools, bot in replicas:
             await runner.cleanup()
-            await own_pool.close()
+            await bot.session.close()
+            for p in pools:
+                await p.close()
 
 
 async def test_database_outage_is_answered_not_dropped(
