@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from storage.models import CLOSED_LEAD_STATUSES
 from workflows.models import (
     ACTION_TYPE_MAX,
     DESCRIPTION_MAX,
@@ -104,6 +105,8 @@ class LeadBrief(BaseModel):
     original_context: str = ""
     # When set, a request from another owner is treated as a missing lead.
     telegram_id: int | None = None
+    # A closed (won/lost) lead gets no plan until it is reopened.
+    status: str = ""
 
     @field_validator(
         "prospect_name", "prospect_company", "prospect_title", "original_context", mode="before"
@@ -506,6 +509,12 @@ class PlanningActivities:
         ):
             raise ApplicationError(
                 f"lead {req.lead_id} not found", type="LeadNotFound", non_retryable=True
+            )
+        if brief.status in CLOSED_LEAD_STATUSES:
+            raise ApplicationError(
+                f"lead {req.lead_id} is {brief.status}; reopen it to plan again",
+                type="LeadClosed",
+                non_retryable=True,
             )
         client = self._client()
         if client is None:

