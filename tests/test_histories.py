@@ -42,9 +42,10 @@ Scenario = Callable[[PlanRig, WorkflowEnvironment], Awaitable[Any]]
 async def escalation_and_auto_snooze(rig: PlanRig, env: WorkflowEnvironment) -> Any:
     handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
     await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
-    for count in (2, 3):
-        await advance(env, timedelta(hours=25 if count == 2 else 49))
-        await rig.wait_state(handle, lambda s, c=count: s.steps[0].reminder_count == c)
+    await advance(env, timedelta(hours=25))
+    await rig.wait_state(handle, lambda s: s.steps[0].reminder_count == 2)
+    await advance(env, timedelta(hours=49))
+    await rig.wait_state(handle, lambda s: s.steps[0].reminder_count == 3)
     await advance(env, timedelta(hours=25))
     await rig.wait_state(handle, lambda s: s.steps[0].snooze_count == 1)
     await advance(env, timedelta(days=7, hours=1))
