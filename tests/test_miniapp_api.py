@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from bot.services import PlanService
 from emulators.webchat import sign_web_app_data
+from settings import usable_miniapp_url
 from storage.leads import LeadRepository
 from storage.models import LeadStatus, ReminderStatus
 from storage.reminders import ReminderRepository
@@ -341,3 +342,36 @@ async def test_pipeline_search_and_plan_actions(stack: BotStack) -> None:
         await stack.rig.wait_state(stack.handle(lead_a), lambda s: s.status == PlanStatus.CANCELLED)
         status, body = await alice.post(f"leads/{lead_a}/plan", {"action": "stop"})
         assert status == 409 and body["error"].startswith("Already handled")
+
+
+async def test_leads_list_opens_the_mini_app(
+    stack: BotStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await stack.rig.new_lead(ALICE, "Ada Lovelace")
+    await stack.say(ALICE, "/start", "Welcome")
+    listing = await stack.say(ALICE, "/leads", "Ada Lovelace")
+    assert not [b for b in listing.buttons if "web_app" in b.raw]  # no MINIAPP_URL: none
+
+    monkeypatch.setenv("MINIAPP_URL", "http://127.0.0.1:8082/app")
+    monkeypatch.setenv("TELEGRAM_API_BASE", stack.telegram.base_url)
+    listing = await stack.say(ALICE, "/leads", "Ada Lovelace")
+    [button] = [b for b in listing.buttons if "web_app" in b.raw]
+    assert button.text == "📋 Open pipeline"
+    assert button.raw["web_app"] == {"url": "http://127.0.0.1:8082/app"}
+
+
+@pytest.mark.parametrize(
+    ("url", "api_base", "usable"),
+    [
+        ("https://crm.example.com/app", None, True),
+        ("http://127.0.0.1:8082/app", None, False),  # real Telegram opens https only
+        ("http://127.0.0.1:8082/app", "http://127.0.0.1:8081", True),  # emulator / local API
+        ("", None, False),
+        (None, "http://127.0.0.1:8081", False),
+        ("javascript:alert(1)", "http://127.0.0.1:8081", False),
+    ],
+)
+def test_only_a_url_telegram_accepts_becomes_a_button(
+    url: str | None, api_base: str | None, usable: bool
+) -> None:
+    assert (usable_miniapp_url(url, api_base) is not None) is usable
