@@ -88,6 +88,31 @@ def test_bad_init_data_is_refused(init_data: str, why: str) -> None:
         validate_init_data(init_data, TOKEN, DAY)
 
 
+@pytest.mark.parametrize(
+    "init_data",
+    [
+        signed(),
+        signed(token=OTHER_BOT),
+        signed().replace("7001", "7002"),
+        # A field Telegram added later (Ed25519 `signature` for third parties) is signed too.
+        _resign(
+            {"auth_date": str(int(time.time())), "user": json.dumps(ALICE), "signature": "x"}, TOKEN
+        ),
+    ],
+    ids=["valid", "other-bot", "tampered", "extra-field"],
+)
+def test_agrees_with_aiogram_on_the_signature(init_data: str) -> None:
+    """A second, independent implementation of Telegram's check (aiogram's) agrees."""
+    from aiogram.utils.web_app import check_webapp_signature
+
+    try:
+        validate_init_data(init_data, TOKEN, DAY)
+        ours = True
+    except AuthError:
+        ours = False
+    assert ours is check_webapp_signature(TOKEN, init_data)
+
+
 def test_freshness_is_configurable() -> None:
     assert validate_init_data(signed(age=DAY - 60), TOKEN, DAY).id == 7001
     with pytest.raises(AuthError, match="too old"):
