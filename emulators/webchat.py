@@ -82,14 +82,15 @@ def message_view(message: Message) -> dict[str, Any]:
         for button in row:
             url = button.get("url")
             safe_url = isinstance(url, str) and url.startswith(_SAFE_LINK_SCHEMES)
-            buttons.append(
-                {
-                    "text": str(button.get("text", "")),
-                    "callback_data": button.get("callback_data"),
-                    "url": url if safe_url else None,
-                    "web_app": _web_app_url(button.get("web_app")),
-                }
-            )
+            view = {
+                "text": str(button.get("text", "")),
+                "callback_data": button.get("callback_data"),
+                "url": url if safe_url else None,
+            }
+            web_app = _web_app_url(button.get("web_app"))
+            if web_app is not None:  # a Mini App button: the page opens it in its side panel
+                view["web_app"] = web_app
+            buttons.append(view)
         keyboard.append(buttons)
     reply_to = None
     if message.reply_to_message_id is not None:
