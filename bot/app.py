@@ -21,6 +21,7 @@ from temporalio.client import Client
 from bot.bulk import BulkRunner
 from bot.failures import answer_failure
 from bot.middlewares import RegisterUserMiddleware, ResumeBlockedMiddleware
+from bot.pacing import ChatPacingMiddleware
 from bot.routers import all_routers
 from bot.services import CancelRetrier, PlanService
 from settings import Settings, load_settings
@@ -104,6 +105,15 @@ def build_dispatcher(
     return dp
 
 
+def make_process_bot(settings: Settings, pool: asyncpg.Pool) -> Bot:
+    """The bot process's Bot: it retries flood control and server errors itself
+    (RetryRequestMiddleware, outermost) and paces its messages per chat together with the
+    worker (ChatPacingMiddleware, so each retry takes a fresh slot)."""
+    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
+    bot.session.middleware(ChatPacingMiddleware(pool))
+    return bot
+
+
 def webhook_path(settings: Settings) -> str:
     if settings.webhook_url:
         path = urlsplit(settings.webhook_url).path
@@ -159,7 +169,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
     pool = await create_pool(settings.database_url)
     # Per-chat locks across replicas; at most this many chats are handled at once.
     lock_pool = await create_pool(settings.database_url, min_size=1, max_size=CHATS_AT_ONCE)
-    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
+    bot = make_process_bot(settings, pool)
     dp = build_dispatcher(pool, temporal_client, settings, lock_pool=lock_pool)
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []

@@ -13,11 +13,10 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from bot.app import build_dispatcher
+from bot.app import build_dispatcher, make_process_bot
 from emulators.telegram import Message
 from settings import Settings
 from storage.leads import LeadRepository
-from telegram_ui.session import make_bot
 from temporal_client import PlanHandle, plan_handle
 from tests.rig import PlanRig, plan_rig
 from workflows.models import PlanState
@@ -98,7 +97,7 @@ class PollingBot:
     """One bot process as run_bot builds it: retrying Bot, dispatcher, long polling."""
 
     def __init__(self, pool: asyncpg.Pool, client: Client, settings: Settings) -> None:
-        self.bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
+        self.bot = make_process_bot(settings, pool)
         self.dp = build_dispatcher(pool, client, settings)
         self._task: asyncio.Task[None] | None = None
 

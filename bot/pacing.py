@@ -1,0 +1,71 @@
+"""The bot's own messages keep Telegram's ~1 message/s per chat together with the worker's.
+
+Each new message to a chat takes the chat's next send slot in `chat_send_slots` (the
+table the send activities pace reminders with, storage/pacing.py), so a reply and a
+reminder due at the same moment do not both land in one second and draw a 429. Edits and
+callback answers don't wait: they don't count against the per-chat message limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiogram import Bot
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.methods.base import TelegramType
+
+if TYPE_CHECKING:
+    from aiogram.methods import Response, TelegramMethod
+
+log = logging.getLogger("leadpilot.bot")
+
+PACED_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "forwardMessage"})
+SPACING = 1.1  # seconds between messages to one chat, as the send activities use
+# A reply waits at most this long for its slot (a burst of reminders may have taken the
+# next few); after that it goes out and RetryRequestMiddleware handles a 429.
+MAX_WAIT = 3.0
+
+
+class ChatPacingMiddleware(BaseRequestMiddleware):
+    def __init__(self, pool: asyncpg.Pool, spacing: float = SPACING) -> None:
+        self._pool = pool
+        self._spacing = spacing
+
+    async def slot_wait(self, chat_id: int) -> float:
+        """Reserve the chat's next free slot (one atomic upsert); seconds until it."""
+        wait = await self._pool.fetchval(
+            """
+            INSERT INTO chat_send_slots AS c (telegram_id, next_free_at)
+            VALUES ($1, clock_timestamp() + make_interval(secs => $2))
+            ON CONFLICT (telegram_id) DO UPDATE SET next_free_at =
+                greatest(c.next_free_at, clock_timestamp()) + make_interval(secs => $2)
+            RETURNING extract(epoch FROM next_free_at - make_interval(secs => $2)
+                              - clock_timestamp())::float8
+            """,
+            chat_id,
+            self._spacing,
+        )
+        return max(0.0, float(wait))
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        chat_id = getattr(method, "chat_id", None)
+        if method.__api_method__ in PACED_METHODS and isinstance(chat_id, int) and chat_id > 0:
+            try:
+                wait = await self.slot_wait(chat_id)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+                log.info("no send slot for chat %s (%r); sending unpaced", chat_id, err)
+                wait = 0.0  # pacing is a courtesy: never hold back a reply for it
+            if wait > 0:
+                await asyncio.sleep(min(wait, MAX_WAIT))
+        return await make_request(bot, method)
