@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -33,10 +34,12 @@ from storage.bulk_jobs import BulkJobRepository
 from storage.db import create_pool
 from storage.fsm import lock_name
 from storage.leads import LeadRepository
+from storage.migrate import apply_migrations
 from storage.models import LeadStatus
 from storage.plan_cancels import PlanCancelOutbox
 from storage.users import UserRepository
 from tests.bot_fixtures import BotStack, PollingBot, bot_stack
+from tests.faults.harness import StoppablePostgres
 from tests.rig import eventually
 from workflows.errors import Rejection
 from workflows.models import PlanState, PlanStatus, StepAction, StepStatus
@@ -263,30 +266,52 @@ async def test_two_webhook_replicas_share_one_dialog(
                 await p.close()
 
 
+@pytest.fixture(scope="module")
+def stoppable_pg() -> Iterator[StoppablePostgres]:
+    """A PostgreSQL server of this module's own (the suite's shared one must stay up)."""
+    server = StoppablePostgres()
+    yield server
+    server.cleanup()
+
+
 async def test_database_outage_is_answered_not_dropped(
-    dev_env: WorkflowEnvironment, db_url: str, telegram: Any
+    dev_env: WorkflowEnvironment, stoppable_pg: StoppablePostgres, telegram: Any
 ) -> None:
-    """The database is gone (the bot's pool can't give a connection): a message and a
-    button press both get "try again in a moment", the press within the callback deadline."""
-    broken = await create_pool(db_url)
-    await broken.close()
-    bot = PollingBot(broken, dev_env.client, _settings(db_url, telegram))
+    """PostgreSQL stops under a running bot: a message and a button press both get "try
+    again in a moment" (the press within the callback deadline); once it is back the bot
+    answers normally again, with the same pool."""
+    name = "b_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(stoppable_pg.uri)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = stoppable_pg.database_uri(name)
+    await apply_migrations(url)
+    db = await create_pool(url)
+    bot = PollingBot(db, dev_env.client, _settings(url, telegram))
     bot.start()
     try:
-        telegram.user_says(ALICE, "/leads")
-        reply = await telegram.wait_for_message(ALICE, "try again in a moment", timeout=15)
-        answer = await telegram.wait_answered(
-            telegram.press(
-                ALICE,
-                reply.message_id,
-                LeadStatusCallback(lead_id=1, status=LeadStatus.CLOSED_WON).pack(),
-            ),
-            timeout=10,
-        )
-        assert answer.text == TRY_AGAIN
+        listing = await _say(telegram, ALICE, "/leads", "no leads yet")
+        stoppable_pg.stop()
+        try:
+            await _say(telegram, ALICE, "/leads", "try again in a moment")
+            forged = LeadStatusCallback(lead_id=1, status=LeadStatus.CLOSED_WON).pack()
+            answer = await telegram.wait_answered(
+                telegram.press(ALICE, listing.message_id, forged), timeout=10
+            )
+            assert answer.text == TRY_AGAIN
+        finally:
+            stoppable_pg.start()
+        await _say(telegram, ALICE, "/leads", "no leads yet", timeout=30)
         assert telegram.unanswered_queries() == []
     finally:
         await bot.stop()
+        await db.close()
+
+
+async def _say(telegram: Any, user: int, text: str, expect: str, timeout: float = 15) -> Any:
+    mark = telegram.call_count
+    telegram.user_says(user, text)
+    return await telegram.wait_for_message(user, expect, timeout=timeout, since=mark)
 
 
 async def _started_plan(stack: BotStack, user: int) -> tuple[int, Any]:
