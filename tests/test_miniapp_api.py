@@ -239,6 +239,35 @@ async def test_rls_holds_with_the_owner_filter_bypassed(stack: BotStack) -> None
     assert await stack.pool.fetchval("SELECT count(DISTINCT telegram_id) FROM lead_registry") == 2
 
 
+async def test_bobs_token_reads_nothing_of_alices_with_every_owner_filter_broken(
+    stack: BotStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP with Bob's session, the server's owner filters all dropped (a bug): the
+    answers still hold only Bob's rows, because the reads run as Bob under RLS."""
+    lead_a, _ = await running_plan(stack, ALICE, "Ada Lovelace")
+    lead_b, _ = await running_plan(stack, BOB, "Bob's Lead")
+    for name in ("pipeline", "today", "lead", "settings"):
+        original = getattr(queries, name)
+
+        async def unfiltered(
+            conn: Any, owner: Any, *args: Any, _f: Any = original, **kw: Any
+        ) -> Any:
+            return await _f(conn, None, *args, **kw)
+
+        monkeypatch.setattr(queries, name, unfiltered)
+    async with miniapp(stack) as app:
+        await app.sign_in(ALICE)
+        bob = await app.sign_in(BOB)
+        _, body = await bob.get("pipeline")
+        assert [lead["id"] for lead in body["leads"]] == [lead_b]
+        _, body = await bob.get("today")
+        assert {i["lead_id"] for i in body["items"]} == {lead_b}
+        status, _ = await bob.get(f"leads/{lead_a}")
+        assert status == 404
+        _, body = await bob.get("settings")
+        assert body["settings"]["telegram_id"] == BOB
+
+
 async def test_closing_a_lead_stops_its_plan(stack: BotStack) -> None:
     lead_id, _ = await running_plan(stack, ALICE, "Ada Lovelace")
     async with miniapp(stack) as app:
