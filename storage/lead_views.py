@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -72,6 +73,8 @@ class LeadTimeline(BaseModel):
         return next((s for s in self.steps if s.is_open), None)
 
 
+_SUMMARY_COLUMNS = ("total_leads", "last_event", "steps", "position", "cur_status", "cur_due_at")
+
 _LAST_EVENT = """
 LEFT JOIN LATERAL (
     SELECT a.activity_type FROM lead_activity_log a
@@ -129,7 +132,7 @@ class LeadViews:
             )
             return int(total), []
         total = int(rows[0]["total_leads"]) if rows else 0
-        return total, [_summary(dict(r)) for r in rows]
+        return total, [_summary(r) for r in rows]
 
     async def blocked(self, telegram_id: int) -> list[Lead]:
         """The owner's open leads whose plan is blocked (Telegram refused to deliver)."""
@@ -183,18 +186,14 @@ def _status(event: str | None) -> MirroredPlanStatus | None:
     return None if event is None else LIFECYCLE.get(event)
 
 
-def _summary(row: dict[str, object]) -> PlanSummaryRow:
-    event = row.pop("last_event")
-    steps = row.pop("steps")
-    position = row.pop("position")
-    cur_status = row.pop("cur_status")
-    cur_due = row.pop("cur_due_at")
-    row.pop("total_leads")
+def _summary(record: Any) -> PlanSummaryRow:
+    row = dict(record)
+    extra = {k: row.pop(k) for k in _SUMMARY_COLUMNS}
     return PlanSummaryRow(
         lead=Lead.model_validate(row),
-        plan_status=_status(event),  # type: ignore[arg-type]
-        steps=int(steps or 0),  # type: ignore[call-overload]
-        current_position=None if position is None else int(position),  # type: ignore[call-overload]
-        current_status=cur_status,  # type: ignore[arg-type]
-        current_due_at=cur_due,  # type: ignore[arg-type]
+        plan_status=_status(extra["last_event"]),
+        steps=extra["steps"] or 0,
+        current_position=extra["position"],
+        current_status=extra["cur_status"],
+        current_due_at=extra["cur_due_at"],
     )
