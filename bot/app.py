@@ -13,7 +13,7 @@ import asyncpg
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.types import BotCommand
+from aiogram.types import BotCommand, MenuButtonWebApp, WebAppInfo
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 from temporalio.client import Client
@@ -24,7 +24,7 @@ from bot.middlewares import RegisterUserMiddleware, ResumeBlockedMiddleware
 from bot.pacing import ChatPacingMiddleware
 from bot.routers import all_routers
 from bot.services import CancelRetrier, PlanService
-from settings import Settings, load_settings
+from settings import Settings, load_settings, usable_miniapp_url
 from storage.db import create_pool
 from storage.fsm import PostgresEventIsolation, PostgresStorage
 from telegram_ui.session import make_bot
@@ -95,6 +95,12 @@ def build_dispatcher(
         background.append(asyncio.create_task(bulk.run(bot, background_stop)))
         with contextlib.suppress(TelegramAPIError):  # a menu is not worth failing start-up
             await bot.set_my_commands(COMMANDS)
+            # The Mini App (webapp/) as the chat's menu button, when it has a usable URL.
+            url = usable_miniapp_url(settings.miniapp_url, settings.telegram_api_base)
+            if url is not None:
+                await bot.set_chat_menu_button(
+                    menu_button=MenuButtonWebApp(text="📋 Pipeline", web_app=WebAppInfo(url=url))
+                )
 
     @dp.shutdown()
     async def on_shutdown() -> None:
