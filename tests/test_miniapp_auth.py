@@ -237,3 +237,50 @@ async def test_the_page_loads_the_configured_telegram_script(client: TestClient[
     page = await resp.text()
     assert '<script src="https://telegram.org/js/telegram-web-app.js"></script>' in page
     assert (await client.get("/app/static/app.js")).status == 200
+
+
+# ---- the dev web chat plays Telegram's side
+
+
+async def test_web_chat_signs_launch_data_for_its_user_and_shows_the_menu_app() -> None:
+    import aiohttp
+
+    from emulators.telegram import TelegramEmulator
+    from emulators.webchat import mount_webchat
+
+    emulator = TelegramEmulator(auto_create_chats=True)
+    mount_webchat(emulator, user_id=4321, first_name="Dev")
+    await emulator.start()
+    bot = make_bot(emulator.token, emulator.base_url)
+    try:
+        async with aiohttp.ClientSession(emulator.base_url) as http:
+            async with http.get("/chat/api/history") as resp:
+                assert (await resp.json())["menu_app"] is None
+            from aiogram.types import MenuButtonWebApp, WebAppInfo
+
+            await bot.set_chat_menu_button(
+                menu_button=MenuButtonWebApp(
+                    text="📋 Pipeline", web_app=WebAppInfo(url="http://127.0.0.1:8082/app")
+                )
+            )
+            async with http.get("/chat/api/history") as resp:
+                menu = (await resp.json())["menu_app"]
+            assert menu == {"text": "📋 Pipeline", "url": "http://127.0.0.1:8082/app"}
+
+            async with http.post("/chat/api/webapp", json={"url": menu["url"]}) as resp:
+                assert resp.status == 200
+                init_data = (await resp.json())["init_data"]
+            user = validate_init_data(init_data, emulator.token, DAY)
+            assert (user.id, user.first_name) == (4321, "Dev")
+            with pytest.raises(AuthError):  # signed with this bot's token, no other
+                validate_init_data(init_data, OTHER_BOT, DAY)
+
+            for bad in ({"url": "javascript:alert(1)"}, {"url": 5}, {}):
+                async with http.post("/chat/api/webapp", json=bad) as resp:
+                    assert resp.status == 400
+            async with http.get("/chat/telegram-web-app.js") as resp:
+                assert resp.status == 200
+                assert "Telegram" in await resp.text()
+    finally:
+        await bot.session.close()
+        await emulator.stop()
