@@ -406,3 +406,20 @@ def test_only_a_url_telegram_accepts_becomes_a_button(
     url: str | None, api_base: str | None, usable: bool
 ) -> None:
     assert (usable_miniapp_url(url, api_base) is not None) is usable
+
+
+async def test_done_while_no_worker_runs_is_accepted_and_applied_later(stack: BotStack) -> None:
+    lead_id, _ = await running_plan(stack, ALICE, "Ada Lovelace")
+    async with miniapp(stack) as app:
+        alice = await app.sign_in(ALICE)
+        await stack.rig.stop_workers()
+        status, body = await alice.post(
+            f"leads/{lead_id}/step", {"step_id": 1, "plan_version": 1, "action": "done"}
+        )
+        assert status == 202 and body["pending"] is True
+        assert body["message"].startswith("⏳ Taking longer than usual")
+        stack.rig.start_workers()
+        state = await stack.rig.wait_state(
+            stack.handle(lead_id), lambda s: s.steps[0].status == StepStatus.COMPLETED, timeout=30
+        )
+        assert state.current_step_id == 2

@@ -76,7 +76,18 @@ def _plans(n: int) -> str:
 
 
 def refusal(err: ActionRejected) -> web.HTTPException:
-    """The plan said no: the chat's own words ("Already handled…" for a stale tap)."""
+    """The plan said no: the chat's own words ("Already handled…" for a stale tap).
+
+    Accepted but no worker took it in time: 202, it applies when one is back. Temporal
+    unreachable: 503. A refusal by the workflow: 409.
+    """
+    if isinstance(err, NoWorkerInTime):
+        return web.HTTPAccepted(
+            text=json.dumps({"message": rejection_text(err), "pending": True}),
+            content_type="application/json",
+        )
+    if err.unreachable:
+        return _error(503, rejection_text(err))
     return _error(
         409,
         rejection_text(err),
