@@ -9,7 +9,6 @@ typed `Rejection`, lives here. Reads (lists, timelines) come from the mirror
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
@@ -59,11 +58,6 @@ UPDATE_TIMEOUT = timedelta(seconds=10)
 # A cancel signal needs only the server; an unreachable one goes to the outbox.
 SIGNAL_TIMEOUT = timedelta(seconds=5)
 
-# TODO(issue 7): drop once the workflow passes `approve` an ApproveRequest everywhere; until
-# then the version is sent only to a workflow whose approve takes it.
-_APPROVE_TAKES_VERSION = len(inspect.signature(EngagementPlanWorkflow.approve).parameters) > 1
-
-
 class ActionRejected(Exception):
     """The plan refused an owner action, or could not be reached to take it.
 
@@ -84,15 +78,6 @@ class ActionRejected(Exception):
 
 class NoWorkerInTime(ActionRejected):
     """Accepted by the server but no worker took it within the RPC timeout (a deploy)."""
-
-
-def _legacy_kind(message: str) -> Rejection | None:
-    # TODO(issue 7): remove when every validator raises a typed rejection; the released
-    # workflow's histories (tests/histories) still answer with these message prefixes.
-    low = message.lower()
-    if low.startswith(("already handled", "plan already")):
-        return Rejection.ALREADY_HANDLED
-    return None
 
 
 def user_schedule(user: User | None) -> Schedule:
@@ -185,7 +170,7 @@ class PlanService:
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise ActionRejected(rejection_of(err) or _legacy_kind(reason), reason) from err
+            raise ActionRejected(rejection_of(err), reason) from err
         except WorkflowUpdateRPCTimeoutOrCancelledError as err:
             # No worker took it in time (a deploy, an outage); it is applied when one does.
             raise NoWorkerInTime(None, "no worker in time") from err
@@ -210,11 +195,9 @@ class PlanService:
         """Start the draft the owner saw (`version`); a closed lead is refused."""
         if is_closed(lead):
             raise ActionRejected(Rejection.LEAD_CLOSED, f"lead is {lead.status.value}")
-        if _APPROVE_TAKES_VERSION:
-            return await self._update(
-                lead.id, EngagementPlanWorkflow.approve, ApproveRequest(plan_version=version)
-            )
-        return await self._update(lead.id, EngagementPlanWorkflow.approve)
+        return await self._update(
+            lead.id, EngagementPlanWorkflow.approve, ApproveRequest(plan_version=version)
+        )
 
     async def regenerate(self, lead: Lead) -> None:
         """Ask for a fresh draft and return once the plan accepted: the draft arrives as

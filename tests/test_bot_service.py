@@ -499,6 +499,7 @@ def test_every_typed_rejection_has_a_text() -> None:
         assert err.already_handled and rejection_text(err).startswith("Already handled")
     assert rejection_text(NoWorkerInTime(None, "")).startswith("⏳ Taking longer")
     assert "unreachable" in rejection_text(ActionRejected(None, "", unreachable=True))
+    assert "nothing was changed" in rejection_text(ActionRejected(None, "boom"))
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ REJECTION_TEXT: dict[Rejection, str] = {
 }
 NO_WORKER = "⏳ Taking longer than usual; the plan will catch up, check it in a minute"
 UNREACHABLE = "⏳ The planner is unreachable right now; please try again in a moment"
+FAILED = "⚠️ That didn't work; nothing was changed. Please try again"
 LEAD_CLOSED = REJECTION_TEXT[Rejection.LEAD_CLOSED] + "."
 
 
@@ -53,8 +54,10 @@ def rejection_text(err: ActionRejected) -> str:
         text = NO_WORKER
     elif err.kind is not None:
         text = REJECTION_TEXT[err.kind]
-    else:
+    elif err.unreachable:
         text = UNREACHABLE
+    else:  # an untyped failure of the update: say so rather than guess
+        text = FAILED
     return text[:ANSWER_LIMIT]
 
 
