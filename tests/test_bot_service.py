@@ -529,3 +529,23 @@ async def test_an_owner_who_unblocks_the_bot_gets_their_plans_back(fast: BotStac
     assert "resumed now: Ada Lovelace (Analytical Engines)" in str(note.text)
     assert (await fast.state(lead_id)).status == PlanStatus.ACTIVE
     await tg.wait_for_message(ALICE, "Step 2 of 6", timeout=30, since=mark)
+
+
+async def test_start_plan_while_no_worker_runs_is_applied_later(slow: BotStack) -> None:
+    """The draft's buttons are checked against the mirror, not a Temporal query: with the
+    workers down (a deploy) ▶️ Start plan is answered "taking longer" rather than "plan is
+    gone", and the plan starts once a worker is back."""
+    lead_id, plan = await slow.add_lead(ALICE)
+    await slow.rig.stop_workers()
+    answer = await slow.tap(ALICE, plan, "Start plan")
+    assert answer.startswith("⏳ Taking longer than usual")
+    slow.rig.start_workers()
+
+    async def active() -> bool:
+        return (await slow.state(lead_id)).status == PlanStatus.ACTIVE
+
+    await eventually(active, timeout=30)
+    # The Start button is stale now: refused by the mirror or, before the mirror caught
+    # up, by the workflow's typed AlreadyHandled.
+    assert (await slow.tap(ALICE, plan, "Start plan")).startswith("Already handled")
+    assert (await slow.state(lead_id)).status == PlanStatus.ACTIVE

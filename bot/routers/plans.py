@@ -12,10 +12,11 @@ from temporalio.service import RPCError
 from bot.routers.common import LEAD_CLOSED, UNREACHABLE, edit, owned_lead_or_alert, rejection_text
 from bot.services import ActionRejected, PlanService, is_closed
 from bot.texts import next_phrase, when
+from storage.lead_views import LeadViews, MirroredPlanStatus
 from storage.models import Lead, User
 from telegram_ui.callbacks import PlanAct, PlanCallback
 from telegram_ui.render import MESSAGE_LIMIT, lead_label, plan_text
-from workflows.models import PlanState, PlanStatus
+from workflows.models import PlanState
 
 
 async def _vacation(plans: PlanService, lead: Lead, user: User) -> PlanState | None:
@@ -44,18 +45,17 @@ async def on_plan(
         await query.answer(LEAD_CLOSED, show_alert=True)
         return
     label = lead_label(lead.prospect_name, lead.prospect_company)
-    state = await plans.state(lead.id)
-    if state is None:
+    # The mirror says which draft is current (no worker needed to read it); the workflow
+    # checks the version again when it applies the action.
+    view = await LeadViews(pool).timeline(lead.id, query.from_user.id)
+    if view is None or view.plan_status is None or not view.running:
         await query.answer("Already handled: this plan is gone")
         return
-    # The owner acts on the draft they saw, not on a newer one that replaced it.
-    if state.plan_version != cb.version or state.status != PlanStatus.AWAITING_APPROVAL:
-        what = (
-            "this plan was replaced"
-            if state.plan_version != cb.version
-            else f"plan is {state.status.value}"
-        )
-        await query.answer(f"Already handled: {what}")
+    if view.lead.plan_version != cb.version:
+        await query.answer("Already handled: this plan was replaced")
+        return
+    if view.plan_status != MirroredPlanStatus.AWAITING_APPROVAL:
+        await query.answer(f"Already handled: plan is {view.plan_status.value}")
         return
     match cb.act:
         case PlanAct.START:
