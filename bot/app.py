@@ -46,6 +46,9 @@ COMMANDS = [
 ]
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 CHATS_AT_ONCE = 20
+# A dialog left half-way (an /add never finished, an offer never answered) is dropped
+# after this many days, on the next bot start.
+DIALOG_RETENTION_DAYS = 7
 
 
 def build_dispatcher(
@@ -67,8 +70,9 @@ def build_dispatcher(
     """
     plans = PlanService(temporal_client, pool, settings)
     bulk = BulkRunner(plans)
+    storage = PostgresStorage(pool)
     dp = Dispatcher(
-        storage=PostgresStorage(pool),
+        storage=storage,
         events_isolation=(
             SimpleEventIsolation() if lock_pool is None else PostgresEventIsolation(lock_pool)
         ),
@@ -91,6 +95,8 @@ def build_dispatcher(
     @dp.startup()
     async def on_startup(bot: Bot) -> None:
         background_stop.clear()
+        with contextlib.suppress(asyncpg.PostgresError, OSError):
+            await storage.forget_stale(DIALOG_RETENTION_DAYS)
         background.append(asyncio.create_task(CancelRetrier(plans).run(background_stop)))
         background.append(asyncio.create_task(bulk.run(bot, background_stop)))
         with contextlib.suppress(TelegramAPIError):  # a menu is not worth failing start-up

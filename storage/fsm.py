@@ -107,6 +107,14 @@ class PostgresStorage(BaseStorage):
             *_key_args(key),
         )
 
+    async def forget_stale(self, older_than_days: int) -> int:
+        """Drop dialogs nobody touched for this long (a half-typed lead is personal data)."""
+        tag = await self._db.execute(
+            "DELETE FROM bot_fsm_state WHERE updated_at < now() - make_interval(days => $1)",
+            older_than_days,
+        )
+        return int(tag.rsplit(" ", 1)[-1])
+
     async def close(self) -> None:
         """The pool belongs to the process, not to the storage; nothing to close."""
 

@@ -182,7 +182,16 @@ async def test_dialog_survives_a_bot_restart(slow: BotStack) -> None:
     PostgreSQL, not in the process)."""
     await slow.say(ALICE, "/add", "Send their name")
     await slow.say(ALICE, "Grace Hopper", "Company of Grace Hopper")
+    # Bob left a dialog half-way weeks ago: a bot start forgets it, not Alice's.
+    await slow.pool.execute(
+        "INSERT INTO bot_fsm_state (bot_id, chat_id, user_id, state, updated_at) "
+        "VALUES (1, $1, $1, 'AddLead:company', now() - interval '30 days')",
+        BOB,
+    )
     await slow.restart_bot()
+    await eventually(
+        lambda: slow.pool.fetchval("SELECT count(*) = 0 FROM bot_fsm_state WHERE chat_id = $1", BOB)
+    )
     await slow.say(ALICE, "Navy", "What do you know")
     long_context = "Met at the COBOL meetup. " * 200  # 5000 characters: over the limit
     await slow.say(ALICE, long_context, "I keep the first 4000")
