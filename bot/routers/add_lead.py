@@ -64,10 +64,12 @@ async def create_lead(
     label = lead_label(lead.prospect_name, lead.prospect_company)
     try:
         await plans.start(lead, user)
-    except RPCError:
-        log.exception("could not start the plan of lead %s", lead.id)
+    except RPCError as err:
+        log.warning("could not start the plan of lead %s: %s", lead.id, err)
         await bot.send_message(
-            owner, f"💾 Saved {label}, but the planner is unreachable right now. Try again later."
+            owner,
+            f"💾 Saved {label}, but the planner is unreachable right now. In a moment, open "
+            "the lead in /leads and tap 🔄 Regenerate plan.",
         )
         return
     await bot.send_message(owner, f"⏳ Drafting a plan for {label}…")
