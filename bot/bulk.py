@@ -77,7 +77,9 @@ class BulkRunner:
             applied += sum(results)
             skipped += len(results) - sum(results)
             if not await repo.progress(job.id, done, applied, skipped):
-                return  # superseded by a newer change of the same kind
+                # Superseded by a newer change of the same kind, which says the rest.
+                await self._edit(bot, job, "↪️ Replaced by your newer change.")
+                return
             now = asyncio.get_running_loop().time()
             if done < total and now - last_edit >= self.PROGRESS_EVERY:
                 last_edit = now
