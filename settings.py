@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     # Seconds; below the send activity's 30-s start-to-close (the lease relies on it).
     telegram_request_timeout: int = Field(default=15, ge=1, le=20)
     # Minimum seconds between two messages to one chat, across all workers (Telegram ~1/s).
-    chat_spacing_seconds: float = Field(default=1.1, ge=0)
+    chat_spacing_seconds: float = Field(default=1.2, ge=0)
 
     openai_api_key: str | None = None
     openai_base_url: str | None = None

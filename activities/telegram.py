@@ -68,6 +68,8 @@ REQUEST_TIMEOUT = 15
 LEASE_MARGIN = 5.0
 HEARTBEAT_EVERY = 2.0
 MAX_SLOT_WAIT = 8.0
+# Waiting for the chat's previous send right before ours, at most (inside the lease margin).
+MAX_CLAIM_WAIT = 3.0
 # Writing the ledger after a send: retry a lost database until this long into the attempt.
 COMPLETE_DEADLINE = 26.0
 
@@ -177,7 +179,7 @@ class TelegramActivities:
         pool: asyncpg.Pool,
         *,
         request_timeout: int = REQUEST_TIMEOUT,
-        chat_spacing: float = 1.1,
+        chat_spacing: float = 1.2,
         lease_margin: float = LEASE_MARGIN,
     ) -> None:
         self._bot = bot
@@ -232,6 +234,7 @@ class TelegramActivities:
         if withdrawn is not None and (reason := await withdrawn()) is not None:
             await ledger.release(delivery_key, attempt.attempt_id)
             return reason
+        await self._claim_chat(chat_id, delivery_key, attempt)
         try:
             message = await heartbeating(
                 deliver(
@@ -250,6 +253,19 @@ class TelegramActivities:
             raise
         # Network errors and timeouts keep the lease: the message may still land.
         return await self._record(attempt, message.message_id, attempt.clock())
+
+    async def _claim_chat(self, chat_id: int, delivery_key: str, attempt: _Attempt) -> None:
+        """The last word on pacing, right before the HTTP call: a sender that fell behind
+        its slot (a slow query, a busy loop) waits until the chat's previous send is
+        `spacing` old. Bounded, so the lease still covers the HTTP timeout."""
+        waited = 0.0
+        while (wait := await self._pacer.claim(chat_id)) > 0:
+            waited += wait
+            if waited > MAX_CLAIM_WAIT:
+                await DeliveryLedger(self._pool).release(delivery_key, attempt.attempt_id)
+                metrics.send_waited("chat_paced")
+                raise _waiting("ChatPaced", f"chat {chat_id} is busy", 1.0)
+            await heartbeating(asyncio.sleep(wait))
 
     async def _record(self, attempt: _Attempt, message_id: int, sent_at: datetime) -> Sent:
         """Complete the ledger row; while the database is away, keep the message id in the

@@ -13,10 +13,12 @@ ALTER TABLE telegram_deliveries
 
 -- One row per chat: the earliest time the next message to it may go out. Every sender
 -- (any worker) reserves a slot with one atomic upsert, so a chat gets at most one message
--- per spacing interval however many reminders fall due together.
+-- per spacing interval however many reminders fall due together. last_sent_at is claimed
+-- right before each HTTP call, so a sender that fell behind its slot cannot crowd the next.
 CREATE TABLE chat_send_slots (
     telegram_id  bigint PRIMARY KEY,
-    next_free_at timestamptz NOT NULL
+    next_free_at timestamptz NOT NULL,
+    last_sent_at timestamptz
 );
 
 ALTER TABLE chat_send_slots ENABLE ROW LEVEL SECURITY;

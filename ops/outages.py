@@ -49,7 +49,8 @@ ACTIVITY_NEEDS: dict[str, frozenset[Dependency]] = {
 _PG_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
+    # Shutting down, starting up, crashed: the server, not the query.
+    asyncpg.OperatorInterventionError,
     asyncpg.TooManyConnectionsError,
 )
 
@@ -87,7 +88,7 @@ def classify(err: BaseException) -> Dependency | None:
             return Dependency.PLANNER
         if _telegram_unavailable(e):
             return Dependency.TELEGRAM
-        if isinstance(e, _PG_ERRORS):
+        if isinstance(e, _PG_ERRORS) and not isinstance(e, asyncpg.QueryCanceledError):
             return Dependency.POSTGRES
         if isinstance(e, OSError | TimeoutError) and _raised_in_asyncpg(e):
             return Dependency.POSTGRES

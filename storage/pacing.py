@@ -15,7 +15,7 @@ SLOT_TOLERANCE = 0.3
 
 
 class ChatPacer:
-    def __init__(self, db: Queryable, spacing: float = 1.1) -> None:
+    def __init__(self, db: Queryable, spacing: float = 1.2) -> None:
         self._db = db
         self._spacing = spacing
 
@@ -53,3 +53,31 @@ class ChatPacer:
             self._spacing,
         )
         return max(0.0, float(wait))
+
+    async def claim(self, telegram_id: int) -> float:
+        """Claim "sending now" for the chat: 0 when claimed, else the seconds until the
+        previous claim is `spacing` old. Called right before the HTTP request."""
+        claimed = await self._db.fetchval(
+            """
+            INSERT INTO chat_send_slots AS c (telegram_id, next_free_at, last_sent_at)
+            VALUES ($1, clock_timestamp(), clock_timestamp())
+            ON CONFLICT (telegram_id) DO UPDATE SET last_sent_at = clock_timestamp()
+            WHERE c.last_sent_at IS NULL
+               OR c.last_sent_at <= clock_timestamp() - make_interval(secs => $2)
+            RETURNING true
+            """,
+            telegram_id,
+            self._spacing,
+        )
+        if claimed:
+            return 0.0
+        wait = await self._db.fetchval(
+            """
+            SELECT extract(epoch FROM last_sent_at + make_interval(secs => $2)
+                                      - clock_timestamp())::float8
+            FROM chat_send_slots WHERE telegram_id = $1
+            """,
+            telegram_id,
+            self._spacing,
+        )
+        return max(0.01, float(wait or 0.0))
