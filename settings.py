@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     auto_snooze_days: int = Field(default=7, ge=1)
 
     metrics_port: int | None = None
+    # Plans kept in the worker's memory between tasks (sticky cache); 0 replays every
+    # task from history (slower, used by the model-based tests to replay all the time).
+    max_cached_workflows: int = Field(default=1000, ge=0)
 
     bot_mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None

@@ -88,6 +88,7 @@ def engagement_worker(
         workflow_runner=workflow_runner(),
         activities=[planning.generate_plan, mirror.sync_plan],
         interceptors=interceptors,
+        max_cached_workflows=settings.max_cached_workflows,
     )
 
 

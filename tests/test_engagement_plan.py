@@ -54,7 +54,7 @@ async def search_attribute(handle: WorkflowHandle[Any, Any], name: str) -> Any:
         )
     )
     payload = raw.workflow_execution_info.search_attributes.indexed_fields.get(name)
-    return None if payload is None else json.loads(payload.data)
+    return None if payload is None or not payload.data else json.loads(payload.data)
 
 
 def step_is(step_id: int, status: StepStatus) -> Callable[[PlanState], bool]:
