@@ -499,15 +499,10 @@ async def test_rls_authenticated_sees_and_updates_only_own_rows(pool: asyncpg.Po
             assert await conn.fetchval(query) == [A], table
         assert await LeadRepository(conn).get(lead_b) is None
 
+        # Column grants (test_least_privilege.py) allow only the lead's descriptive text.
         assert (
             await conn.execute(
-                "UPDATE lead_registry SET status = 'closed_won' WHERE id = $1", lead_b
-            )
-            == "UPDATE 0"
-        )
-        assert (
-            await conn.execute(
-                "UPDATE scheduled_reminders SET status = 'skipped' WHERE lead_id = $1", lead_b
+                "UPDATE lead_registry SET prospect_company = 'x' WHERE id = $1", lead_b
             )
             == "UPDATE 0"
         )
@@ -517,7 +512,7 @@ async def test_rls_authenticated_sees_and_updates_only_own_rows(pool: asyncpg.Po
         )
         assert (
             await conn.execute(
-                "UPDATE lead_registry SET status = 'reached_out' WHERE id = $1", lead_a
+                "UPDATE lead_registry SET prospect_company = 'x' WHERE id = $1", lead_a
             )
             == "UPDATE 1"
         )
