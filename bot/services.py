@@ -55,6 +55,8 @@ T = TypeVar("T")
 QUERY_TIMEOUT = timedelta(seconds=5)
 # A tap must be answered quickly even when no worker runs; the callback answer says so.
 UPDATE_TIMEOUT = timedelta(seconds=10)
+# Starting a workflow needs only the server, too.
+START_TIMEOUT = timedelta(seconds=8)
 # A cancel signal needs only the server; an unreachable one goes to the outbox.
 SIGNAL_TIMEOUT = timedelta(seconds=5)
 
@@ -111,11 +113,12 @@ class PlanService:
         """Start the lead's plan without steps: the workflow drafts it and asks for approval.
 
         A closed lead has no plan: refused here (LeadClosed) before Temporal is asked.
+        Raises RPCError when Temporal can't be reached (within START_TIMEOUT).
         """
         if is_closed(lead):
             raise ActionRejected(Rejection.LEAD_CLOSED, f"lead is {lead.status.value}")
         s = self.settings
-        await start_plan(
+        start = start_plan(
             self.client,
             PlanInput(
                 lead_id=lead.id,
@@ -131,6 +134,12 @@ class PlanService:
                 plan_version=lead.next_plan_version,
             ),
         )
+        try:  # the client retries an unreachable server for long; a tap can't wait that long
+            await asyncio.wait_for(start, START_TIMEOUT.total_seconds())
+        except TimeoutError as err:
+            raise RPCError(
+                "starting the plan timed out", RPCStatusCode.DEADLINE_EXCEEDED, b""
+            ) from err
 
     async def state(self, lead_id: int) -> PlanState | None:
         """The plan as the workflow sees it; None if there is none or nobody answers.

@@ -39,6 +39,7 @@ from storage.models import LeadStatus
 from storage.plan_cancels import PlanCancelOutbox
 from storage.users import UserRepository
 from tests.bot_fixtures import BotStack, PollingBot, bot_stack
+from tests.conftest import TEMPORAL_CLI
 from tests.faults.harness import StoppablePostgres
 from tests.rig import eventually
 from workflows.errors import Rejection
@@ -558,3 +559,37 @@ async def test_start_plan_while_no_worker_runs_is_applied_later(slow: BotStack) 
     # up, by the workflow's typed AlreadyHandled.
     assert (await slow.tap(ALICE, plan, "Start plan")).startswith("Already handled")
     assert (await slow.state(lead_id)).status == PlanStatus.ACTIVE
+
+
+async def test_temporal_down_under_a_running_bot(
+    db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """The Temporal server the bot is connected to stops: a new lead is still saved and
+    the owner is told how to draft its plan later; lists keep working (they read the
+    mirror); a button that needs Temporal is answered "unreachable", not left spinning."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI), data_converter=pydantic_data_converter
+    )
+    bot = PollingBot(pool, env.client, _settings(db_url, telegram))
+    bot.start()
+    try:
+        await _say(telegram, ALICE, "/start", "Welcome")
+        await env.shutdown()
+        await _say(telegram, ALICE, "/add", "Send their name")
+        await _say(telegram, ALICE, "Ada", "Company of Ada")
+        await _say(telegram, ALICE, "-", "What do you know")
+        saved = await _say(telegram, ALICE, "-", "planner is unreachable", timeout=30)
+        assert "tap 🔄 Regenerate plan" in str(saved.text)
+        listing = await _say(telegram, ALICE, "/leads", "Your leads")
+        assert "Ada" in str(listing.text) and "no plan" in str(listing.text)
+        await telegram.wait_answered(
+            telegram.press_button(ALICE, listing.message_id, "Ada"), timeout=15
+        )
+        detail = telegram.message(ALICE, listing.message_id)
+        answer = await telegram.wait_answered(
+            telegram.press_button(ALICE, detail.message_id, "Regenerate plan"), timeout=30
+        )
+        assert "unreachable" in str(answer.text)
+        assert telegram.unanswered_queries() == []
+    finally:
+        await bot.stop()
