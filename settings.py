@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     auto_snooze_days: int = Field(default=7, ge=1)
 
     metrics_port: int | None = None
+    # Task queues this worker process polls; "engagement" alone starts without aiogram.
+    worker_queues: list[Literal["engagement", "telegram"]] = Field(
+        default=["engagement", "telegram"], min_length=1
+    )
     # Plans kept in the worker's memory between tasks (sticky cache); 0 replays every
     # task from history (slower, used by the model-based tests to replay all the time).
     max_cached_workflows: int = Field(default=1000, ge=0)

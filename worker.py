@@ -150,35 +150,36 @@ async def report_plan_counts(client: Client, runtime: Runtime, every: float = 30
 
 @asynccontextmanager
 async def running_workers(settings: Settings) -> AsyncIterator[None]:
-    """Start polling as soon as possible: the engagement queue first (timers, mirror
-    writes), then the Telegram queue once aiogram is loaded, off the event loop (it builds
-    some 450 pydantic models on import, seconds on a busy machine). Sends due meanwhile
-    wait in Temporal's queue; nothing is lost."""
+    """Load the heavy clients while connecting, then poll the queues of `WORKER_QUEUES`.
+
+    aiogram builds some 450 pydantic models on import (most of the start-up; only the
+    telegram queue needs it), openai a few hundred more (only the engagement queue, only
+    when configured). They are imported in a thread while the Temporal and PostgreSQL
+    connections open, and finished before any workflow task runs: a CPU-heavy import
+    next to a workflow activation can starve it past the SDK's 2-s deadlock detection.
+    A process with WORKER_QUEUES=engagement skips aiogram and polls within a second or two.
+    """
     began = time.monotonic()
+    queues: set[str] = set(settings.worker_queues)
+    loading = asyncio.create_task(asyncio.to_thread(_import_clients, settings, queues))
     runtime = metrics_runtime(settings.metrics_port) if settings.metrics_port else None
     client = await connect(settings.temporal_address, settings.temporal_namespace, runtime)
     pool = await create_pool(settings.database_url)
+    await loading
     interceptors = outage_interceptors()
-    workers = [engagement_worker(client, pool, settings, interceptors)]
-    tasks = [asyncio.create_task(workers[0].run())]
-    log.info(
-        "polling %s after %.1f s; loading the Telegram client",
-        ENGAGEMENT_TASK_QUEUE,
-        time.monotonic() - began,
-    )
+    workers = []
     bot: Bot | None = None
-    counting = None
-    try:
-        await asyncio.to_thread(importlib.import_module, "activities.telegram")
+    if ENGAGEMENT_TASK_QUEUE in queues:
+        workers.append(engagement_worker(client, pool, settings, interceptors))
+    if TELEGRAM_TASK_QUEUE in queues:
         from telegram_ui.session import make_bot
 
         bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
         workers.append(telegram_worker(client, pool, bot, settings, interceptors))
-        tasks.append(asyncio.create_task(workers[1].run()))
-        log.info("polling %s after %.1f s", TELEGRAM_TASK_QUEUE, time.monotonic() - began)
-        if settings.openai_api_key or settings.openai_base_url:
-            await asyncio.to_thread(importlib.import_module, "openai")
-        counting = runtime and asyncio.create_task(report_plan_counts(client, runtime))
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    log.info("polling after %.1f s", time.monotonic() - began)
+    counting = runtime and asyncio.create_task(report_plan_counts(client, runtime))
+    try:
         yield
     finally:
         if counting:
@@ -191,13 +192,20 @@ async def running_workers(settings: Settings) -> AsyncIterator[None]:
         await pool.close()
 
 
+def _import_clients(settings: Settings, queues: set[str]) -> None:
+    if TELEGRAM_TASK_QUEUE in queues:
+        importlib.import_module("activities.telegram")
+    if ENGAGEMENT_TASK_QUEUE in queues and (settings.openai_api_key or settings.openai_base_url):
+        importlib.import_module("openai")
+
+
 async def serve(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with running_workers(settings):
-        log.info("worker running on %s and %s", ENGAGEMENT_TASK_QUEUE, TELEGRAM_TASK_QUEUE)
+        log.info("worker running on %s", " and ".join(settings.worker_queues))
         await stop.wait()
         log.info("shutting down")
 

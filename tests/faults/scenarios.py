@@ -39,8 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from emulators.openai_server import OpenAIEmulator
 from emulators.telegram import TelegramEmulator
@@ -60,6 +65,7 @@ ANYTIME = Schedule(
     window_end=clock_time(23, 59, 59),
     workdays_only=False,
 )
+_GONE = (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
 # A plan "day": nudges come after 24 such hours; a second reminder sooner is a duplicate.
 DAY_SECONDS = 120
 
@@ -107,6 +113,13 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGKILL when the suite's process ends, however it ends."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class WorkerProcess:
     """`python worker.py` with the stack's settings; output kept for the log figures."""
 
@@ -124,6 +137,7 @@ class WorkerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, str(ROOT / "worker.py"), cwd=str(ROOT), env=self._env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )  # fmt: skip
         self._pump = asyncio.create_task(self._read(self.proc))
         await asyncio.wait_for(self._running.wait(), 120)
@@ -195,7 +209,9 @@ class Owners:
                 )
             except WorkflowUpdateFailedError:
                 pass  # refused (already handled, plan over): answered as far as it goes
-            except RPCError:
+            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+                if isinstance(err, RPCError) and err.status in _GONE:
+                    return  # the plan is over
                 await asyncio.sleep(1.0)  # no worker right now: the owner taps again
                 continue
             self.answered[key] = time.time()
