@@ -20,7 +20,11 @@ from temporalio.client import Client
 
 from bot.bulk import BulkRunner
 from bot.failures import answer_failure
-from bot.middlewares import RegisterUserMiddleware, ResumeBlockedMiddleware
+from bot.middlewares import (
+    CallbackDeadlineMiddleware,
+    RegisterUserMiddleware,
+    ResumeBlockedMiddleware,
+)
 from bot.pacing import ChatPacingMiddleware
 from bot.routers import all_routers
 from bot.services import CancelRetrier, PlanService
@@ -80,6 +84,7 @@ def build_dispatcher(
         plans=plans,
         bulk=bulk,
     )
+    dp.callback_query.outer_middleware(CallbackDeadlineMiddleware())
     registration = RegisterUserMiddleware(pool)
     dp.message.outer_middleware(registration)
     dp.callback_query.outer_middleware(registration)

@@ -13,7 +13,8 @@ import logging
 
 import asyncpg
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import ErrorEvent
 from temporalio.service import RPCError
 
@@ -40,8 +41,12 @@ def is_transient(err: BaseException) -> bool:
 async def answer_failure(event: ErrorEvent, bot: Bot) -> bool:
     """Tell the user; True marks the error handled (it is logged here, with the update)."""
     err = event.exception
-    transient = is_transient(err)
     update = event.update
+    if isinstance(err, TelegramBadRequest) and isinstance(err.method, AnswerCallbackQuery):
+        # A late answer after CallbackDeadlineMiddleware answered "still working".
+        log.info("update %s: callback answered already: %s", update.update_id, err.message)
+        return True
+    transient = is_transient(err)
     log.log(
         logging.WARNING if transient else logging.ERROR,
         "update %s failed: %r",

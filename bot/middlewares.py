@@ -3,6 +3,7 @@ an owner who talks to the bot again gets their blocked plans back."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ from typing import Any
 import asyncpg
 from aiogram import BaseMiddleware, Bot
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import ChatMemberUpdated, TelegramObject
+from aiogram.types import CallbackQuery, ChatMemberUpdated, TelegramObject
 from aiogram.types import User as TgUser
 
 from bot.services import ActionRejected, PlanService
@@ -87,3 +88,33 @@ class ResumeBlockedMiddleware(BaseMiddleware):
                     f"resumed now: {names}.",
                 )
         return result
+
+
+STILL_WORKING = "⏳ Still working on it; the message will show the result."
+
+
+class CallbackDeadlineMiddleware(BaseMiddleware):
+    """Telegram drops a callback answer that comes too late and leaves the spinner going.
+    A tap whose handler is held up (a hung database, a slow Temporal) is answered
+    "still working" after `after` seconds; the handler carries on and its edit of the
+    message shows the outcome. Outermost on callback queries, so it covers every wait."""
+
+    def __init__(self, after: float = 9.0) -> None:
+        self.after = after
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if not isinstance(event, CallbackQuery):
+            return await handler(event, data)
+        work = asyncio.ensure_future(handler(event, data))
+        done, _ = await asyncio.wait({work}, timeout=self.after)
+        if not done:
+            # Already answered by the handler (it answers early, then works on)? Then
+            # Telegram refuses this one, which is fine.
+            with contextlib.suppress(TelegramAPIError):
+                await event.answer(STILL_WORKING)
+        return await work

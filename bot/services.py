@@ -54,9 +54,9 @@ T = TypeVar("T")
 # A query needs a worker to answer; the bot must not hang when none is running.
 QUERY_TIMEOUT = timedelta(seconds=5)
 # A tap must be answered quickly even when no worker runs; the callback answer says so.
-UPDATE_TIMEOUT = timedelta(seconds=10)
+UPDATE_TIMEOUT = timedelta(seconds=6)
 # Starting a workflow needs only the server, too.
-START_TIMEOUT = timedelta(seconds=8)
+START_TIMEOUT = timedelta(seconds=6)
 # A cancel signal needs only the server; an unreachable one goes to the outbox.
 SIGNAL_TIMEOUT = timedelta(seconds=5)
 
