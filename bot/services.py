@@ -144,7 +144,8 @@ class PlanService:
     async def state(self, lead_id: int) -> PlanState | None:
         """The plan as the workflow sees it; None if there is none or nobody answers.
 
-        Only for what the mirror can't tell (a draft's full text before approval)."""
+        The bot's screens read the mirror instead; this is for callers that need the live
+        plan (it needs a worker to answer)."""
         try:
             return await self.handle(lead_id).query(
                 EngagementPlanWorkflow.state, rpc_timeout=QUERY_TIMEOUT
@@ -246,8 +247,8 @@ class PlanService:
     ) -> tuple[LeadStatus, Lead, bool] | None:
         """Change the lead's status (logged); closing it stops its plan, durably.
 
-        The status, its log line and, when the lead closes, a `plan_cancel_outbox` row are written in one
-        transaction; then the signal is tried once. Returns (previous, lead, stopped) where
+        The status, its log line and, when the lead closes, a `plan_cancel_outbox` row are
+        written in one transaction; then the signal is tried once. Returns (previous, lead, stopped) where
         `stopped` False means the cancel waits in the outbox (Temporal unreachable) and
         CancelRetrier delivers it. None: not the owner's lead.
         """
