@@ -60,6 +60,7 @@ START_TIMEOUT = timedelta(seconds=6)
 # A cancel signal needs only the server; an unreachable one goes to the outbox.
 SIGNAL_TIMEOUT = timedelta(seconds=5)
 
+
 class ActionRejected(Exception):
     """The plan refused an owner action, or could not be reached to take it.
 
