@@ -105,8 +105,11 @@ async def deliver(send: Callable[[], Awaitable[Message]]) -> Message:
         raise
 
 
-async def heartbeating(work: Awaitable[T], *details: Any) -> T:
-    """Await `work`, heartbeating meanwhile, so Temporal can tell a slow send from a dead worker."""
+async def heartbeating(work: Awaitable[T], *details: Any, keep: bool = False) -> T:
+    """Await `work`, heartbeating meanwhile, so Temporal can tell a slow send from a dead worker.
+
+    If this attempt is cancelled, `work` is cancelled too, unless `keep` (the caller
+    then owns the still-running task: a send Telegram may be completing)."""
     task = asyncio.ensure_future(work)
     try:
         while True:
@@ -115,7 +118,7 @@ async def heartbeating(work: Awaitable[T], *details: Any) -> T:
                 return task.result()
             activity.heartbeat(*details)
     finally:
-        if not task.done():
+        if not task.done() and not keep:
             task.cancel()
 
 
@@ -235,24 +238,40 @@ class TelegramActivities:
             await ledger.release(delivery_key, attempt.attempt_id)
             return reason
         await self._claim_chat(chat_id, delivery_key, attempt)
-        try:
-            message = await heartbeating(
-                deliver(
-                    lambda: self._bot.send_message(
-                        chat_id,
-                        text,
-                        parse_mode=ParseMode.HTML,
-                        reply_markup=keyboard,
-                        request_timeout=self._request_timeout,
-                    )
+        sending = asyncio.ensure_future(
+            deliver(
+                lambda: self._bot.send_message(
+                    chat_id,
+                    text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard,
+                    request_timeout=self._request_timeout,
                 )
             )
+        )
+        try:
+            message = await heartbeating(sending, keep=True)
+        except asyncio.CancelledError:
+            # Temporal gave up on this attempt (timed out, or the plan ended), but Telegram
+            # may be delivering right now: let the request finish (it is bounded by the
+            # HTTP timeout) and record what it did, so no later attempt sends it again.
+            await self._finish_abandoned(sending, attempt)
+            raise
         except (ApplicationError, TelegramServerError):
             # Telegram answered: nothing went out, the next attempt need not wait.
             await ledger.release(delivery_key, attempt.attempt_id)
             raise
         # Network errors and timeouts keep the lease: the message may still land.
         return await self._record(attempt, message.message_id, attempt.clock())
+
+    async def _finish_abandoned(self, sending: asyncio.Future[Message], attempt: _Attempt) -> None:
+        try:
+            message = await asyncio.wait_for(asyncio.shield(sending), self._request_timeout + 1)
+            await DeliveryLedger(self._pool).complete(
+                attempt.key, message.message_id, attempt.clock()
+            )
+        except BaseException:  # nothing went out, or we cannot know: the lease stays
+            sending.cancel()
 
     async def _claim_chat(self, chat_id: int, delivery_key: str, attempt: _Attempt) -> None:
         """The last word on pacing, right before the HTTP call: a sender that fell behind

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
 from temporalio.testing import ActivityEnvironment
 
 from activities.mirror import state_rows
@@ -130,6 +130,25 @@ async def test_a_send_still_in_flight_is_never_doubled(
     again = await ActivityEnvironment().run(acts.send_reminder, req)
     assert again.message_id == result.message_id
     assert len(telegram.sent(OWNER)) == 1
+
+
+async def test_a_send_abandoned_by_temporal_is_still_recorded(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """Temporal cancels the attempt (timed out) while Telegram is delivering: the request
+    is allowed to finish and recorded, so the retry does not send a second copy."""
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="k-abandoned")
+    telegram.delay_next("sendMessage", 3, after_processing=True)
+    env = ActivityEnvironment()
+    run = asyncio.create_task(env.run(acts.send_reminder, req))
+    await eventually(lambda: _ready(telegram.sent(OWNER)))  # delivered, answer held
+    env.cancel()
+    with pytest.raises((asyncio.CancelledError, CancelledError)):
+        await run
+    again = await ActivityEnvironment().run(acts.send_reminder, req)
+    assert len(telegram.sent(OWNER)) == 1
+    assert again.message_id == telegram.sent(OWNER)[0].message_id
 
 
 async def _ready(value: Any) -> Any:
