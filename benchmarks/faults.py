@@ -41,6 +41,7 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the short sizes of the tests")
     parser.add_argument("--plans", type=int, help="plans for kill/postgres/telegram")
     parser.add_argument("--kills", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=3, help="steps per plan")
     parser.add_argument("--outage", type=float, default=30.0, help="seconds PostgreSQL is down")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -60,17 +61,17 @@ async def main() -> None:
             if name == "kill":
                 fig = await scenarios.worker_kills(
                     env.client, pg, workdir, plans=args.plans or (12 if quick else 300),
-                    kills=1 if quick else args.kills,
+                    kills=1 if quick else args.kills, step_count=args.steps,
                 )  # fmt: skip
             elif name == "postgres":
                 fig = await scenarios.postgres_outage(
                     env.client, pg, workdir, plans=args.plans or (8 if quick else 100),
-                    seconds=8 if quick else args.outage,
+                    seconds=8 if quick else args.outage, step_count=args.steps,
                 )  # fmt: skip
             elif name == "telegram":
                 fig = await scenarios.telegram_faults(
                     env.client, pg, workdir, plans=args.plans or (9 if quick else 150),
-                    burst=6 if quick else 30,
+                    burst=6 if quick else 30, step_count=args.steps,
                 )  # fmt: skip
             else:
                 fig = await scenarios.planner_faults(

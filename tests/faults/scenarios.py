@@ -9,7 +9,8 @@ Each scenario reports what an owner and an operator would notice:
   "never a burst"); `documented` counts those whose first send Telegram delivered
   without the answer reaching the worker (the one case the lease cannot rule out);
 - after answer: a reminder that arrived after the owner had answered its step;
-- late p50/p99: due time (the workflow's, from the mirror) to the first reminder;
+- late p50/p99: due time as the owner sees it (plan start for step 1, their answer to
+  the previous step for the others) to the first reminder;
 - mirror mismatches: plans whose rows differ from their `state` query at the end;
 - recover: from the end of the fault until every reminder due before it went out;
 - 429 per chat: Telegram's per-chat flood answers (the emulator enforces 1/s per chat).
@@ -265,6 +266,7 @@ class Stack:
         # When each owner's first plan was started (wall clock).
         self.started: dict[int, float] = {}
         self.owner_of: dict[int, int] = {}
+        self.lead_started: dict[int, float] = {}
 
     async def start(self, workers: int, **settings: str) -> None:
         name = "fs_" + uuid.uuid4().hex[:10]
@@ -322,6 +324,7 @@ class Stack:
             )
             leads.append(lead.id)
             self.owner_of[lead.id] = owner
+            self.lead_started[lead.id] = time.time()
             self.started.setdefault(owner, time.time())
             await asyncio.sleep(1 / per_second)
         return leads
@@ -402,9 +405,13 @@ async def measure(
             continue
         fig.reminders += 1
         first_at = sent[0][0]
-        if due is not None:
-            lateness.append(max(0.0, first_at - due.timestamp()))
-            if fault_end is not None and due.timestamp() < fault_end:
+        # Due as the owner sees it: when the plan started (step 1), or when they answered
+        # the step before (every step is due at once after the previous one).
+        prev = owners.answered.get((key[0], key[1], key[2] - 1))
+        due_at = prev if key[2] > 1 else stack.lead_started.get(key[0])
+        if due_at is not None:
+            lateness.append(max(0.0, first_at - due_at))
+            if fault_end is not None and due_at < fault_end:
                 backlog_cleared = max(backlog_cleared or 0.0, first_at)
         for (a, dropped), (b, _) in itertools.pairwise(sent):
             if b - a < spacing:
@@ -447,13 +454,16 @@ async def _drive(
     owners_per_plan: int = 3,
     died_at: list[float] | None = None,
     blocked_owners: frozenset[int] = frozenset(),
+    fault_after_start: bool = False,
 ) -> Figures:
     owners = Owners(stack.telegram, stack.client)
     watcher = asyncio.create_task(owners.run())
     try:
         starting = asyncio.create_task(
-            stack.new_plans(plans, max(1, plans // owners_per_plan), step_count)
+            stack.new_plans(plans, max(1, plans // owners_per_plan), step_count, per_second=10)
         )
+        if fault_after_start:  # the suite itself needs the database to create plans
+            await asyncio.shield(starting)
         fault_end = await fault(stack)
         leads = await starting
         # A blocked owner's plans wait (blocked) until the owner talks to the bot again.
@@ -473,7 +483,13 @@ async def _drive(
 
 
 async def worker_kills(
-    client: Client, pg: StoppablePostgres, workdir: Path, *, plans: int, kills: int
+    client: Client,
+    pg: StoppablePostgres,
+    workdir: Path,
+    *,
+    plans: int,
+    kills: int,
+    step_count: int = 3,
 ) -> Figures:
     """Two worker processes; one of them is SIGKILLed at a random moment, again and again,
     and restarted at once (as a supervisor would)."""
@@ -494,7 +510,7 @@ async def worker_kills(
                 end = time.time()
             return end
 
-        fig = await _drive(stack, plans, 3, fault, "kill", timeout=600, died_at=died_at)
+        fig = await _drive(stack, plans, step_count, fault, "kill", timeout=600, died_at=died_at)
         fig.notes["kills"] = kills
         fig.notes["restart_to_ready_p50"] = (
             f"{statistics.median(restarts):.1f}s" if restarts else "-"
@@ -503,7 +519,13 @@ async def worker_kills(
 
 
 async def postgres_outage(
-    client: Client, pg: StoppablePostgres, workdir: Path, *, plans: int, seconds: float
+    client: Client,
+    pg: StoppablePostgres,
+    workdir: Path,
+    *,
+    plans: int,
+    seconds: float,
+    step_count: int = 3,
 ) -> Figures:
     async with running(client, pg, workdir, workers=1) as stack:
 
@@ -516,7 +538,9 @@ async def postgres_outage(
                 s.pg.start()
             return time.time()
 
-        fig = await _drive(stack, plans, 3, fault, "postgres", timeout=600)
+        fig = await _drive(
+            stack, plans, step_count, fault, "postgres", timeout=600, fault_after_start=True
+        )
         log = "".join(w.log_path.read_text(errors="replace") for w in stack.workers)
         fig.notes["outage_seconds"] = seconds
         fig.notes["log_lines"] = len(log.splitlines())
@@ -535,7 +559,13 @@ async def postgres_outage(
 
 
 async def telegram_faults(
-    client: Client, pg: StoppablePostgres, workdir: Path, *, plans: int, burst: int
+    client: Client,
+    pg: StoppablePostgres,
+    workdir: Path,
+    *,
+    plans: int,
+    burst: int,
+    step_count: int = 3,
 ) -> Figures:
     """429 storms (retry_after 2), 502s, answers held 5 s (under the 15-s HTTP timeout),
     answers lost after delivery (the documented duplicate), and one owner blocking the bot."""
@@ -554,7 +584,14 @@ async def telegram_faults(
             return time.time()
 
         fig = await _drive(
-            stack, plans, 3, fault, "telegram", timeout=600, blocked_owners=frozenset({blocked})
+            stack,
+            plans,
+            step_count,
+            fault,
+            "telegram",
+            timeout=600,
+            blocked_owners=frozenset({blocked}),
+            fault_after_start=True,
         )
         injected = {f.status: f.hits for f in stack.telegram.faults if f.kind == "error"}
         fig.per_chat_429 = sum(
