@@ -6,6 +6,7 @@ continues the dialog from the `bot_fsm_state` row (migration 005).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
@@ -14,7 +15,6 @@ from typing import Any
 import asyncpg
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StateType, StorageKey
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 
 from storage.db import Queryable
 
@@ -127,19 +127,35 @@ def lock_name(key: StorageKey) -> str:
 class PostgresEventIsolation(BaseEventIsolation):
     """One update of a chat at a time across every bot process (webhook replicas).
 
-    First aiogram's in-process lock (arrival order; a process holds at most one database
+    First an in-process lock (arrival order; a process holds at most one database
     connection per chat), then a PostgreSQL session advisory lock on a connection of a
     pool of its own: locks must never wait for a connection the handlers need.
     """
 
     def __init__(self, lock_pool: asyncpg.Pool) -> None:
         self._pool = lock_pool
-        self._local = SimpleEventIsolation()
+        # In-process locks with the number of updates holding or awaiting each, so a
+        # chat's lock is dropped when idle (aiogram's SimpleEventIsolation keeps them all).
+        self._local: dict[StorageKey, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def _local_lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        lock, users = self._local.get(key, (asyncio.Lock(), 0))
+        self._local[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._local[key]
+            if users == 1:
+                del self._local[key]
+            else:
+                self._local[key] = (lock, users - 1)
 
     @asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
         name = lock_name(key)
-        async with self._local.lock(key), self._pool.acquire() as conn:
+        async with self._local_lock(key), self._pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", name)
             try:
                 yield
@@ -148,4 +164,4 @@ class PostgresEventIsolation(BaseEventIsolation):
                 await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
 
     async def close(self) -> None:
-        await self._local.close()
+        self._local.clear()

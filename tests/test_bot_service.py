@@ -33,7 +33,7 @@ from emulators.openai_server import OpenAIEmulator
 from settings import Settings
 from storage.bulk_jobs import BulkJobRepository
 from storage.db import create_pool
-from storage.fsm import lock_name
+from storage.fsm import PostgresEventIsolation, lock_name
 from storage.leads import LeadRepository
 from storage.migrate import apply_migrations
 from storage.models import LeadStatus
@@ -626,3 +626,36 @@ async def test_a_held_up_tap_is_answered_before_telegrams_deadline(
     stored = await LeadRepository(pool).get(lead.id)
     assert stored is not None and stored.status == LeadStatus.CLOSED_WON
     assert telegram.unanswered_queries() == []
+
+
+async def test_chat_isolation_is_fifo_per_chat_and_parallel_across_chats(
+    pool: asyncpg.Pool,
+) -> None:
+    """PostgresEventIsolation: one chat's updates run one at a time in arrival order,
+    another chat's run meanwhile, and an idle chat keeps no lock behind."""
+    isolation = PostgresEventIsolation(pool)
+    alice = StorageKey(bot_id=1, chat_id=ALICE, user_id=ALICE)
+    bob = StorageKey(bot_id=1, chat_id=BOB, user_id=BOB)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def update(key: StorageKey, name: str, hold: bool = False) -> None:
+        async with isolation.lock(key):
+            order.append(f"{name} in")
+            if hold:
+                await release.wait()
+            order.append(f"{name} out")
+
+    first = asyncio.create_task(update(alice, "a1", hold=True))
+    await eventually(lambda: _true(order == ["a1 in"]))
+    later = [asyncio.create_task(update(alice, f"a{i}")) for i in (2, 3)]
+    await asyncio.create_task(update(bob, "b1"))  # not held up by Alice's chat
+    assert order == ["a1 in", "b1 in", "b1 out"]
+    release.set()
+    await asyncio.gather(first, *later)
+    assert order[3:] == ["a1 out", "a2 in", "a2 out", "a3 in", "a3 out"]
+    assert isolation._local == {}  # idle chats keep no lock
+
+
+async def _true(value: bool) -> bool:
+    return value
