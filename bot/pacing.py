@@ -1,9 +1,10 @@
 """The bot's own messages keep Telegram's ~1 message/s per chat together with the worker's.
 
-Each new message to a chat takes the chat's next send slot in `chat_send_slots` (the
-table the send activities pace reminders with, storage/pacing.py), so a reply and a
-reminder due at the same moment do not both land in one second and draw a 429. Edits and
-callback answers don't wait: they don't count against the per-chat message limit.
+Each new message to a chat takes the chat's next send slot in `chat_send_slots` and,
+right before the HTTP call, claims the chat as the send activities do (storage/pacing.py,
+`ChatPacer.claim`), so a reply and a reminder due at the same moment do not both land in
+one second and draw a 429. Edits and callback answers don't wait: they don't count
+against the per-chat message limit.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from aiogram.client.session.middlewares.base import (
 )
 from aiogram.methods.base import TelegramType
 
+from storage.pacing import ChatPacer
+
 if TYPE_CHECKING:
     from aiogram.methods import Response, TelegramMethod
 
 log = logging.getLogger("leadpilot.bot")
 
 PACED_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "forwardMessage"})
-SPACING = 1.1  # seconds between messages to one chat, as the send activities use
+SPACING = 1.2  # seconds between messages to one chat, as the send activities use
 # A reply waits at most this long for its slot (a burst of reminders may have taken the
 # next few); after that it goes out and RetryRequestMiddleware handles a 429.
 MAX_WAIT = 3.0
@@ -62,10 +65,19 @@ class ChatPacingMiddleware(BaseRequestMiddleware):
         chat_id = getattr(method, "chat_id", None)
         if method.__api_method__ in PACED_METHODS and isinstance(chat_id, int) and chat_id > 0:
             try:
-                wait = await self.slot_wait(chat_id)
+                await self._pace(chat_id)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+                # Pacing is a courtesy: never hold back a reply for it.
                 log.info("no send slot for chat %s (%r); sending unpaced", chat_id, err)
-                wait = 0.0  # pacing is a courtesy: never hold back a reply for it
-            if wait > 0:
-                await asyncio.sleep(min(wait, MAX_WAIT))
         return await make_request(bot, method)
+
+    async def _pace(self, chat_id: int) -> None:
+        """Wait for the reserved slot, then claim the chat (bounded by MAX_WAIT in all)."""
+        waited = min(await self.slot_wait(chat_id), MAX_WAIT)
+        if waited > 0:
+            await asyncio.sleep(waited)
+        pacer = ChatPacer(self._pool, self._spacing)
+        while (wait := await pacer.claim(chat_id)) > 0 and waited < MAX_WAIT:
+            wait = min(wait, MAX_WAIT - waited)
+            waited += wait
+            await asyncio.sleep(wait)
