@@ -44,7 +44,6 @@ from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -57,6 +56,7 @@ from telegram_ui.callbacks import StepAct, StepCallback
 from temporal_client import plan_handle, start_plan
 from tests.faults.harness import StoppablePostgres
 from workflows.engagement_plan import EngagementPlanWorkflow
+from workflows.errors import Rejection, rejection_of
 from workflows.models import PlanInput, PlanState, PlanStep, Schedule, StepAction
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,6 +179,8 @@ class Owners:
         self.answer = answer
         self.messages: dict[tuple[int, int, int], list[tuple[float, bool]]] = {}
         self.answered: dict[tuple[int, int, int], float] = {}
+        # Failed taps by kind (the owner tapped again); reported with the figures.
+        self.errors: dict[str, int] = {}
         self._cursor = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -208,12 +210,22 @@ class Owners:
                     EngagementPlanWorkflow.complete_step,
                     StepAction(step_id=step, plan_version=version),
                 )
-            except WorkflowUpdateFailedError:
-                pass  # refused (already handled, plan over): answered as far as it goes
-            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
-                if isinstance(err, RPCError) and err.status in _GONE:
+            except WorkflowUpdateFailedError as err:
+                why = rejection_of(err)
+                self.errors[f"refused:{why}"] = self.errors.get(f"refused:{why}", 0) + 1
+                if why not in (Rejection.ALREADY_HANDLED, Rejection.PLAN_FINISHED):
+                    await asyncio.sleep(2.0)  # "not due yet", "busy": the owner taps again
+                    continue
+            except RPCError as err:
+                if err.status in _GONE:
                     return  # the plan is over
+                self.errors[err.status.name] = self.errors.get(err.status.name, 0) + 1
                 await asyncio.sleep(1.0)  # no worker right now: the owner taps again
+                continue
+            except Exception as err:  # timed out waiting for the update, …: tap again
+                name = type(err).__name__
+                self.errors[name] = self.errors.get(name, 0) + 1
+                await asyncio.sleep(1.0)
                 continue
             self.answered[key] = time.time()
             return
@@ -473,6 +485,10 @@ async def _drive(
         owners._scan()
         fig = await measure(stack, owners, leads, scenario, fault_end, blocked_owners, died_at)
         fig.notes["unfinished"] = len(still_open)
+        if owners.errors:
+            fig.notes["owner_retaps"] = ",".join(
+                f"{k}:{v}" for k, v in sorted(owners.errors.items())
+            )
         return fig
     finally:
         watcher.cancel()
