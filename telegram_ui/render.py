@@ -48,10 +48,6 @@ def lead_label(name: str, company: str | None) -> str:
     return label
 
 
-def draft_is_truncated(step: StepState) -> bool:
-    return len(escape(step.suggested_text, quote=False)) > DRAFT_PREVIEW
-
-
 def reminder_text(
     name: str, company: str | None, step: StepState, position: int, total: int, kind: ReminderKind
 ) -> str:
@@ -84,7 +80,7 @@ def reminder_keyboard(lead_id: int, version: int, step: StepState) -> InlineKeyb
         [button("💤 Snooze 1d", StepAct.SNOOZE_1D), button("💤 Snooze 3d", StepAct.SNOOZE_3D)],
     ]
     last = [button("🛑 Stop plan", StepAct.STOP_PLAN)]
-    if draft_is_truncated(step):
+    if step.suggested_text:  # the whole draft as its own message, easy to copy
         last.insert(0, button("📄 Full draft", StepAct.FULL_DRAFT))
     rows.append(last)
     app = miniapp_button(lead_id)

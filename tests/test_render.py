@@ -1,0 +1,24 @@
+"""What the owner sees on a reminder, built without Telegram."""
+
+from __future__ import annotations
+
+from telegram_ui import render
+from workflows.models import StepState
+
+
+def step(draft: str) -> StepState:
+    return StepState(
+        step_id=1, action_type="email", description="Intro", delay_days=0, suggested_text=draft
+    )
+
+
+def test_full_draft_is_offered_whenever_there_is_a_draft() -> None:
+    """Even a short draft: "Full draft" sends it as its own message, easy to copy."""
+    texts = [
+        b.text for row in render.reminder_keyboard(1, 1, step("Hi!")).inline_keyboard for b in row
+    ]
+    assert "📄 Full draft" in texts
+    texts = [
+        b.text for row in render.reminder_keyboard(1, 1, step("")).inline_keyboard for b in row
+    ]
+    assert "📄 Full draft" not in texts and "✅ Done" in texts
