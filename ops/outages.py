@@ -90,6 +90,10 @@ def classify(err: BaseException) -> Dependency | None:
             return Dependency.TELEGRAM
         if isinstance(e, _PG_ERRORS) and not isinstance(e, asyncpg.QueryCanceledError):
             return Dependency.POSTGRES
+        # A pooled connection the server dropped mid-operation ("cannot switch to state
+        # …; another operation is in progress"): seen only around outages.
+        if isinstance(e, asyncpg.InternalClientError) and "another operation" in str(e):
+            return Dependency.POSTGRES
         if isinstance(e, OSError | TimeoutError) and _raised_in_asyncpg(e):
             return Dependency.POSTGRES
     return None

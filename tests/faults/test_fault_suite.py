@@ -49,7 +49,8 @@ async def test_telegram_faults(
     fig = await scenarios.telegram_faults(dev_env.client, stoppable_pg, tmp_path, plans=9, burst=6)
     promised(fig)
     assert fig.per_chat_429 == 0  # only the 429s the suite injected
-    assert fig.notes["blocked_owner_plans"] == "blocked"
+    # (plans of that owner that finished before the block stay completed)
+    assert "blocked" in fig.notes["blocked_owner_plans"].split(",")
 
 
 async def test_planner_faults(
