@@ -69,6 +69,8 @@ CASES = int(os.environ.get("LEADPILOT_MODEL_CASES", "6"))
 SEED = int(os.environ.get("LEADPILOT_MODEL_SEED", "20261128"))
 ACTIONS_PER_CASE = 18
 TRACE = bool(os.environ.get("LEADPILOT_MODEL_TRACE"))
+# Replay one printed sequence instead of drawing: LEADPILOT_MODEL_ACTIONS="done(5) pause ..."
+ACTIONS = os.environ.get("LEADPILOT_MODEL_ACTIONS")
 NUDGE_SPACING = timedelta(hours=24)
 
 SCHEDULES = [
@@ -112,6 +114,15 @@ class Action:
 
     def __str__(self) -> str:
         return f"{self.kind}({self.arg})" if self.arg else self.kind
+
+
+def parse(text: str) -> list[Action]:
+    """The inverse of `str(Action)` over a printed sequence."""
+    out = []
+    for word in text.split():
+        kind, _, arg = word.partition("(")
+        out.append(Action(kind, int(arg.rstrip(")") or 0)))
+    return out
 
 
 def draw(rng: random.Random, n: int) -> list[Action]:
@@ -176,7 +187,7 @@ async def describe(handle: WorkflowHandle[Any, Any]) -> Any:
 async def quiesce(case: Case) -> PlanState:
     """Wait until nothing runs (no activity attempt in flight) and the mirror caught up."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
+    deadline = loop.time() + 60  # retries after 5xx back off 2, 4, 8 … seconds
     last: PlanState | None = None
     while True:
         desc = await describe(case.handle)
@@ -193,7 +204,11 @@ async def quiesce(case: Case) -> PlanState:
                 if loop.time() > deadline:
                     raise
         if loop.time() > deadline:
-            raise Mismatch(f"plan never settled (last state {state.status}, busy={busy})")
+            pending = [
+                (a.activity_type.name, a.state, a.attempt, a.last_failure.message)
+                for a in desc.pending_activities
+            ]
+            raise Mismatch(f"plan never settled (state {state.status}, pending {pending})")
         last = state
         await asyncio.sleep(0.1)
 
@@ -528,7 +543,7 @@ async def test_random_owner_actions_faults_and_time_match_the_model(
     async with plan_rig(ts_env.client, db_url, pool, telegram, max_cached_workflows=0) as rig:
         for n in range(CASES):
             seed = SEED + n
-            actions = draw(random.Random(seed), ACTIONS_PER_CASE)
+            actions = parse(ACTIONS) if ACTIONS else draw(random.Random(seed), ACTIONS_PER_CASE)
             err = await fails(ts_env, rig, pool, telegram, seed, actions)
             if err is not None:
                 small = await shrink(ts_env, rig, pool, telegram, seed, actions)
@@ -537,6 +552,7 @@ async def test_random_owner_actions_faults_and_time_match_the_model(
                     f"actions: {' '.join(map(str, actions))}\n"
                     f"shrunk: {' '.join(map(str, small))}\n"
                     f"rerun: LEADPILOT_MODEL_SEED={seed} LEADPILOT_MODEL_CASES=1"
+                    f" LEADPILOT_MODEL_ACTIONS='{' '.join(map(str, small))}'"
                 )
             ran += len(actions)
     print(f"model-based: {CASES} sequences, {ran} actions, all invariants held")
