@@ -55,6 +55,7 @@ from workflows.models import (
     NoticeKind,
     NoticeRequest,
     NotSentReason,
+    PlanStatus,
     ReminderKind,
     ReminderRequest,
     ReminderResult,
@@ -359,11 +360,12 @@ class TelegramActivities:
     async def send_notice(self, req: NoticeRequest) -> int:
         state = req.state
         name, company = await self._lead_label(state.lead_id)
-        keyboard = (
-            render.plan_ready_keyboard(state.lead_id, state.plan_version)
-            if req.kind == NoticeKind.PLAN_READY
-            else None
-        )
+        keyboard = None
+        if req.kind == NoticeKind.PLAN_READY:
+            keyboard = render.plan_ready_keyboard(state.lead_id, state.plan_version)
+        elif req.kind == NoticeKind.PLAN_FAILED:
+            running = state.status != PlanStatus.AWAITING_APPROVAL
+            keyboard = render.plan_failed_keyboard(state.lead_id, state.plan_version, running)
         outcome = await self._send_once(
             req.delivery_key,
             state.telegram_id,

@@ -16,6 +16,7 @@ from workflows.models import (
     NoticeKind,
     NoticeRequest,
     PlanState,
+    PlanStatus,
     ReminderKind,
     StepState,
     StepStatus,
@@ -126,16 +127,27 @@ def plan_text(name: str, company: str | None, state: PlanState) -> str:
     return "\n".join(lines)[:MESSAGE_LIMIT]
 
 
-def plan_ready_keyboard(lead_id: int, version: int) -> InlineKeyboardMarkup:
-    def button(text: str, act: PlanAct) -> InlineKeyboardButton:
-        return InlineKeyboardButton(
-            text=text, callback_data=PlanCallback(act=act, lead_id=lead_id, version=version).pack()
-        )
+def plan_failed_keyboard(lead_id: int, version: int, running: bool) -> InlineKeyboardMarkup:
+    """Try the draft again; Discard only when there is no running plan it would stop."""
+    row = [_plan_button("🔄 Regenerate", PlanAct.REGENERATE, lead_id, version)]
+    if not running:
+        row.append(_plan_button("🗑 Discard", PlanAct.DISCARD, lead_id, version))
+    return InlineKeyboardMarkup(inline_keyboard=[row])
 
+
+def _plan_button(text: str, act: PlanAct, lead_id: int, version: int) -> InlineKeyboardButton:
+    data = PlanCallback(act=act, lead_id=lead_id, version=version)
+    return InlineKeyboardButton(text=text, callback_data=data.pack())
+
+
+def plan_ready_keyboard(lead_id: int, version: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[
-            [button("▶️ Start plan", PlanAct.START)],
-            [button("🔄 Regenerate", PlanAct.REGENERATE), button("🗑 Discard", PlanAct.DISCARD)],
+            [_plan_button("▶️ Start plan", PlanAct.START, lead_id, version)],
+            [
+                _plan_button("🔄 Regenerate", PlanAct.REGENERATE, lead_id, version),
+                _plan_button("🗑 Discard", PlanAct.DISCARD, lead_id, version),
+            ],
         ]
     )
 
@@ -148,7 +160,12 @@ def notice_text(req: NoticeRequest, name: str, company: str | None) -> str:
             return plan_text(name, company, state)
         case NoticeKind.PLAN_FAILED:
             reason = clip(state.last_error or "unknown error", 500)
-            return f"⚠️ Could not draft a plan for {label}: {reason}\nTry Regenerate or discard the lead."
+            text = f"⚠️ Could not draft a plan for {label}: {reason}"
+            if "Regenerate" not in reason:
+                text += "\nTap 🔄 Regenerate to try again."
+            if state.status != PlanStatus.AWAITING_APPROVAL:
+                text += "\nYour current plan keeps running."
+            return text
         case NoticeKind.AUTO_SNOOZED:
             cur = state.current
             pos = f"step {state.position(cur.step_id)}" if cur else "the current step"

@@ -22,3 +22,14 @@ def test_full_draft_is_offered_whenever_there_is_a_draft() -> None:
         b.text for row in render.reminder_keyboard(1, 1, step("")).inline_keyboard for b in row
     ]
     assert "📄 Full draft" not in texts and "✅ Done" in texts
+
+
+def test_a_failed_draft_offers_regenerate_and_discards_only_without_a_running_plan() -> None:
+    fresh = [
+        b.text for row in render.plan_failed_keyboard(1, 1, False).inline_keyboard for b in row
+    ]
+    running = [
+        b.text for row in render.plan_failed_keyboard(1, 2, True).inline_keyboard for b in row
+    ]
+    assert fresh == ["🔄 Regenerate", "🗑 Discard"]
+    assert running == ["🔄 Regenerate"]  # Discard would stop the plan that keeps running

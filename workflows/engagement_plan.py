@@ -94,12 +94,15 @@ SEND_HEARTBEAT = timedelta(seconds=10)
 MIRROR_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 MIRROR_TIMEOUT = timedelta(seconds=15)
 MIRROR_LOCAL_RETRY_THRESHOLD = timedelta(seconds=2)
+# The planner activity keeps its own 60-s deadline across attempts (25-s requests) and
+# says when it is spent; these are the backstops around it.
 GENERATE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    maximum_attempts=5,
+    initial_interval=timedelta(seconds=2),
+    maximum_attempts=10,
     non_retryable_error_types=["PlanRejected", "LeadNotFound", "LeadClosed"],
 )
-GENERATE_TIMEOUT = timedelta(seconds=120)
+GENERATE_TIMEOUT = timedelta(seconds=30)
+GENERATE_DEADLINE = timedelta(seconds=75)
 # A send that keeps finding its step closed in the mirror waits this long before retrying.
 REFUSED_BACKOFF = timedelta(minutes=10)
 
@@ -339,6 +342,7 @@ class EngagementPlanWorkflow:
             GeneratePlanRequest(lead_id=st.lead_id, telegram_id=st.telegram_id),
             result_type=list[PlanStep],
             start_to_close_timeout=GENERATE_TIMEOUT,
+            schedule_to_close_timeout=GENERATE_DEADLINE,
             retry_policy=GENERATE_RETRY,
             summary="draft the engagement plan",
         )
