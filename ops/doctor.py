@@ -9,8 +9,8 @@ where the two disagree:
   `--repair` they are closed as `cancelled` in one statement per lead and the lead's log
   says why. Their revision is kept, so a workflow an operator resets still wins.
 - **mismatches**: a running plan whose rows differ from its `state` query, or whose
-  `PlanStatus` search attribute differs from its state. Reported only: the workflow owns
-  its rows, and only it may rewrite them (a re-mirror request is the workflow's to add).
+  `PlanStatus` search attribute differs from its state. The workflow owns its rows, so
+  `--repair` only asks it (the `remirror` signal) to write its whole plan again.
 - **unanswered**: a running plan whose `state` query fails (no worker, a failing task).
 
 A mismatch is confirmed by a second look after a short pause, so a write in flight is
@@ -49,6 +49,7 @@ class PlanFinding:
     orphaned: list[Reminder] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     repaired: int = 0
+    remirrored: bool = False
 
     @property
     def ok(self) -> bool:
@@ -63,7 +64,8 @@ class PlanFinding:
             )
             done = f"; closed {self.repaired} as cancelled" if self.repaired else ""
             out.append(f"{head}: {len(self.orphaned)} orphaned open row(s): {steps}{done}")
-        out += [f"{head}: {d}" for d in self.differences]
+        asked = "; asked the workflow to re-mirror" if self.remirrored else ""
+        out += [f"{head}: {d}{asked}" for d in self.differences]
         return out
 
 
@@ -163,6 +165,9 @@ async def _check_lead(
             finding.orphaned, finding.differences = first
     if repair and finding.orphaned:
         finding.repaired = await _close_orphans(pool, lead_id, finding)
+    if repair and finding.differences and status == WorkflowExecutionStatus.RUNNING:
+        await handle.signal("remirror")
+        finding.remirrored = True
     return finding
 
 
@@ -253,7 +258,11 @@ class DoctorSettings(BaseSettings):
 
 async def run(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="leadpilot doctor", description=__doc__.split("\n")[0])
-    parser.add_argument("--repair", action="store_true", help="close orphaned open rows")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="close orphaned open rows; ask running plans that differ to re-mirror",
+    )
     args = parser.parse_args(argv)
     try:
         settings = DoctorSettings()  # type: ignore[call-arg]
@@ -270,7 +279,11 @@ async def run(argv: Sequence[str]) -> int:
     finally:
         await pool.close()
     print(report.render())
-    unresolved = [f for f in report.problems if f.differences or len(f.orphaned) > f.repaired]
+    unresolved = [
+        f
+        for f in report.problems
+        if (f.differences and not f.remirrored) or len(f.orphaned) > f.repaired
+    ]
     return 1 if unresolved else 0
 
 

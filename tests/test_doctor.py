@@ -15,9 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from ops.doctor import diagnose
 from storage.activity_log import ActivityLogRepository
-from tests.rig import ANYTIME, plan_rig
-from workflows.engagement_plan import EngagementPlanWorkflow
-from workflows.models import StepAction, StepStatus
+from tests.rig import ANYTIME, eventually, plan_rig
+from workflows.models import StepStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("distinct_lead_ids")]
 
@@ -52,7 +51,7 @@ async def test_doctor_finds_and_repairs(
             await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
         healthy, _ = handles["healthy"]
         terminated, dead = handles["terminated"]
-        drifted, drifting = handles["drifted"]
+        drifted, _ = handles["drifted"]
         await dead.terminate("operator pressed Terminate")
         # A mirror write that never landed: the row still says no reminder went out.
         await pool.execute(
@@ -78,7 +77,8 @@ async def test_doctor_finds_and_repairs(
 
         code, out = await doctor(dev_env, db_url, "--repair")
         assert "closed 6 as cancelled" in out
-        assert code == 1  # the drifted plan is its workflow's to rewrite, not the doctor's
+        assert "reminder_count row 0 != state 1; asked the workflow to re-mirror" in out
+        assert code == 0, out
         statuses = await pool.fetch(
             "SELECT DISTINCT status FROM scheduled_reminders WHERE lead_id = $1", terminated
         )
@@ -88,10 +88,14 @@ async def test_doctor_finds_and_repairs(
             e.activity_type == "plan_cancelled" and "doctor" in (e.content or "") for e in log
         )
 
-        # The drifted plan heals with its next write (here: the owner answers the step).
-        await drifting.execute_update(
-            EngagementPlanWorkflow.complete_step, StepAction(step_id=1, plan_version=1)
+        # The drifted plan rewrote its rows when asked.
+        row = await eventually(
+            lambda: pool.fetchval(
+                "SELECT reminder_count FROM scheduled_reminders WHERE lead_id = $1 AND step_id = 1",
+                drifted,
+            )
         )
+        assert row == 1
         code, out = await doctor(dev_env, db_url)
         assert code == 0, out
         assert "checked 2 plan(s): 2 agree" in out

@@ -143,6 +143,7 @@ class EngagementPlanWorkflow:
         self._cancel: CancelRequest | None = None
         self._draft: asyncio.Task[list[PlanStep]] | None = None
         self._refused: SendTicket | None = None
+        self._remirror = False
         self._visible: tuple[PlanStatus, datetime | None] | None = None
 
     def _poke(self) -> None:
@@ -173,6 +174,10 @@ class EngagementPlanWorkflow:
         while self._rules.is_open and self._cancel is None:
             if self._draft is not None and self._draft.done():
                 await self._take_draft(self._draft)
+                continue
+            if self._remirror:
+                self._remirror = False
+                await self._mirror()
                 continue
             if st.drafting and self._draft is None:
                 self._start_draft()
@@ -533,6 +538,13 @@ class EngagementPlanWorkflow:
         """Idempotent: the first cancel wins, later ones and cancels of a finished plan are no-ops."""
         if self._cancel is None and self._rules.is_open:
             self._cancel = req or CancelRequest(reason="cancelled by operator")
+            self._poke()
+
+    @workflow.signal
+    def remirror(self) -> None:
+        """Write the whole plan to the rows again: `leadpilot doctor --repair` heals drift."""
+        if self._rules.is_open:
+            self._remirror = True
             self._poke()
 
     @property
