@@ -341,14 +341,19 @@ async def run_action(case: Case, action: Action, rng: random.Random) -> None:
         case "slow_due":
             # Hold the next send and jump to the moment it is due; the next action arrives
             # while that send is in flight.
+            case.telegram.clear_faults()
             case.telegram.delay_next("sendMessage", 1.5)
             if state.next_due_at is not None:
                 now = await case.env.get_current_time()
                 await case.env.sleep(max(0.0, (state.next_due_at - now).total_seconds()) + 1)
             return  # no quiescing: the point is to overlap with the next action
+        # A new fault replaces an unused one: stacked faults only add retry backoff
+        # (2, 4, 8 … s of real time), not new behaviour.
         case "fault_429":
+            case.telegram.clear_faults()
             case.telegram.fail_next("sendMessage", 429, retry_after=1)
         case "fault_5xx":
+            case.telegram.clear_faults()
             case.telegram.fail_next("sendMessage", 502, count=2)
         case "block":
             case.telegram.block(OWNER)
