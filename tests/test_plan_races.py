@@ -273,8 +273,8 @@ async def test_5_block_then_resume_never_bursts(
 async def test_5_a_delivery_outage_never_bursts(
     ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
 ) -> None:
-    """Telegram fails from the first nudge until past the auto-snooze time: when it is
-    back, that nudge goes out and the round goes on with its spacing from there.
+    """Telegram holds the first nudge back until past the auto-snooze time: when it goes
+    out, the round goes on with its spacing from there.
 
     (A worker outage takes the same path: the nudge is simply late. The time-skipping
     server cannot skip time while a workflow task waits for a worker, so Telegram's side
@@ -283,17 +283,23 @@ async def test_5_a_delivery_outage_never_bursts(
     async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
         lead = await rig.new_lead()
         handle = await rig.start(lead, approved=True, schedule=ANYTIME)
-        await rig.wait_state(handle, step_reminded(1, 1))
-        telegram.fail_next("sendMessage", 502, count=100_000)
+        first = (await rig.wait_state(handle, step_reminded(1, 1))).steps[0].last_reminded_at
+        assert first is not None
+        # One 429 that holds the nudge back 70 hours, past the old third-reminder time.
+        telegram.fail_next("sendMessage", 429, retry_after=70 * 3600)
         for _ in range(10):
             await advance(ts_env, timedelta(hours=10))
-        telegram.clear_faults()
-        await advance(ts_env, timedelta(minutes=11))
-        await rig.wait_state(handle, step_reminded(1, 2))
-        await advance(ts_env, timedelta(hours=47))
+        await advance(ts_env, timedelta(hours=1))
+        state = await rig.wait_state(handle, step_reminded(1, 2))
+        late = state.steps[0].last_reminded_at
+        assert late is not None and late - first > timedelta(hours=90)
+        # Not the old clock's third reminder and auto-snooze right away: 48 h from the late one.
         assert len(reminders_to(telegram, OWNER)) == 2
-        state = await handle.query(EngagementPlanWorkflow.state)
-        assert (state.steps[0].reminder_count, state.steps[0].snooze_count) == (2, 0)
+        await advance_to(ts_env, late + timedelta(hours=47))
+        assert len(reminders_to(telegram, OWNER)) == 2
+        await advance_to(ts_env, late + timedelta(hours=48))
+        state = await rig.wait_state(handle, step_reminded(1, 3))
+        assert state.steps[0].snooze_count == 0
         assert await task_failures(handle) == []
 
 
