@@ -50,7 +50,7 @@ from storage.deliveries import DeliveryLedger, LeaseHeld, Withdrawn, reminder_wi
 from storage.leads import LeadRepository
 from storage.pacing import ChatPacer
 from storage.reminders import ReminderRepository
-from telegram_ui import render
+from telegram_ui import keyboards, texts
 from workflows.models import (
     NoticeKind,
     NoticeRequest,
@@ -320,8 +320,8 @@ class TelegramActivities:
         state, step = req.state, req.step
         position, total = state.position(step.step_id), len(state.steps)
         name, company = await self._lead_label(state.lead_id)
-        text = render.reminder_text(name, company, step, position, total, req.kind)
-        keyboard = render.reminder_keyboard(state.lead_id, state.plan_version, step)
+        text = texts.reminder_text(name, company, step, position, total, req.kind)
+        keyboard = keyboards.reminder_keyboard(state.lead_id, state.plan_version, step)
 
         async def withdrawn() -> Withdrawn | None:
             return await reminder_withdrawn(
@@ -362,15 +362,15 @@ class TelegramActivities:
         name, company = await self._lead_label(state.lead_id)
         keyboard = None
         if req.kind == NoticeKind.PLAN_READY:
-            keyboard = render.plan_ready_keyboard(state.lead_id, state.plan_version)
+            keyboard = keyboards.plan_ready_keyboard(state.lead_id, state.plan_version)
         elif req.kind == NoticeKind.PLAN_FAILED:
             running = state.status != PlanStatus.AWAITING_APPROVAL
-            keyboard = render.plan_failed_keyboard(state.lead_id, state.plan_version, running)
+            keyboard = keyboards.plan_failed_keyboard(state.lead_id, state.plan_version, running)
         outcome = await self._send_once(
             req.delivery_key,
             state.telegram_id,
             state.lead_id,
-            render.notice_text(req, name, company),
+            texts.notice_text(req, name, company),
             keyboard,
         )
         assert isinstance(outcome, Sent)  # notices are never withdrawn

@@ -18,7 +18,7 @@ from aiogram.types import User as TgUser
 from bot.services import ActionRejected, PlanService
 from storage.lead_views import LeadViews
 from storage.users import UserRepository
-from telegram_ui.render import lead_label
+from telegram_ui.texts import lead_label
 
 log = logging.getLogger("leadpilot.bot")
 

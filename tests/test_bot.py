@@ -14,14 +14,13 @@ from aiohttp import web
 from temporalio.testing import WorkflowEnvironment
 
 from bot.app import build_dispatcher, build_webhook_app, run_bot
-from bot.callbacks import LeadAct, LeadCallback
 from settings import Settings
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
 from storage.models import LeadStatus, ReminderStatus
 from storage.reminders import ReminderRepository
 from storage.users import UserRepository
-from telegram_ui.callbacks import StepAct, StepCallback
+from telegram_ui.callbacks import LeadAct, LeadCallback, StepAct, StepCallback
 from telegram_ui.session import make_bot
 from tests.bot_fixtures import BotStack, bot_stack
 from tests.rig import eventually

@@ -23,7 +23,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bot.app import build_dispatcher, build_webhook_app, make_process_bot
-from bot.callbacks import LeadStatusCallback
 from bot.failures import TRY_AGAIN
 from bot.middlewares import STILL_WORKING
 from bot.routers.common import REJECTION_TEXT, rejection_text
@@ -39,6 +38,7 @@ from storage.migrate import apply_migrations
 from storage.models import LeadStatus
 from storage.plan_cancels import PlanCancelOutbox
 from storage.users import UserRepository
+from telegram_ui.callbacks import LeadStatusCallback
 from tests.bot_fixtures import BotStack, PollingBot, bot_stack
 from tests.conftest import TEMPORAL_CLI
 from tests.faults.harness import StoppablePostgres

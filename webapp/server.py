@@ -38,10 +38,10 @@ from temporalio.service import RPCError
 
 from bot.routers.common import rejection_text
 from bot.services import ActionRejected, NoWorkerInTime, PlanService, user_schedule
-from bot.texts import reminder_outcome
 from settings import Settings
 from storage.models import CLOSED_LEAD_STATUSES, Lead, LeadStatus
 from storage.users import UserRepository
+from telegram_ui.texts import reminder_outcome
 from webapp import queries
 from webapp.auth import AuthError, issue_token, session_secret, validate_init_data, verify_token
 from webapp.db import as_user

@@ -23,13 +23,13 @@ from aiogram.types import (
 )
 from temporalio.service import RPCError
 
-from bot.callbacks import MakeLeadAct, MakeLeadCallback
-from bot.keyboards import make_lead_keyboard
 from bot.routers.common import edit
 from bot.services import PlanService
 from storage.leads import LeadRepository
 from storage.models import User
-from telegram_ui.render import clip, lead_label
+from telegram_ui.callbacks import MakeLeadAct, MakeLeadCallback
+from telegram_ui.keyboards import make_lead_keyboard
+from telegram_ui.texts import clip, lead_label
 
 log = logging.getLogger("leadpilot.bot")
 

@@ -9,9 +9,9 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot.services import ActionRejected, NoWorkerInTime
-from bot.texts import NOT_YOURS
 from storage.leads import LeadRepository
 from storage.models import Lead
+from telegram_ui.texts import NOT_YOURS
 from workflows.errors import Rejection
 
 ANSWER_LIMIT = 200

@@ -15,8 +15,6 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from temporalio.service import RPCError
 
-from bot.callbacks import LeadAct, LeadCallback, LeadsPage, LeadStatusCallback
-from bot.keyboards import lead_keyboard, leads_keyboard, status_keyboard
 from bot.routers.common import (
     LEAD_CLOSED,
     UNREACHABLE,
@@ -25,11 +23,12 @@ from bot.routers.common import (
     rejection_text,
 )
 from bot.services import ActionRejected, PlanService, is_closed
-from bot.texts import NOT_YOURS, lead_detail, leads_page
 from storage.lead_views import FINISHED, LeadTimeline, LeadViews
 from storage.models import CLOSED_LEAD_STATUSES, Lead, User
 from storage.plan_cancels import PlanCancelOutbox
-from telegram_ui.render import clip
+from telegram_ui.callbacks import LeadAct, LeadCallback, LeadsPage, LeadStatusCallback
+from telegram_ui.keyboards import lead_keyboard, leads_keyboard, status_keyboard
+from telegram_ui.texts import NOT_YOURS, clip, lead_detail, leads_page
 
 PAGE_SIZE = 5
 # After the cancel signal the workflow needs a moment to mirror it; show the result.

@@ -11,11 +11,10 @@ from temporalio.service import RPCError
 
 from bot.routers.common import LEAD_CLOSED, UNREACHABLE, edit, owned_lead_or_alert, rejection_text
 from bot.services import ActionRejected, PlanService, is_closed
-from bot.texts import next_phrase, when
 from storage.lead_views import LeadViews, MirroredPlanStatus
 from storage.models import Lead, User
 from telegram_ui.callbacks import PlanAct, PlanCallback
-from telegram_ui.render import MESSAGE_LIMIT, lead_label, plan_text
+from telegram_ui.texts import MESSAGE_LIMIT, lead_label, next_phrase, plan_text, when
 from workflows.models import PlanState
 
 

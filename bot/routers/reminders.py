@@ -16,11 +16,10 @@ from temporalio.service import RPCError
 
 from bot.routers.common import UNREACHABLE, edit, owned_lead_or_alert, rejection_text
 from bot.services import ActionRejected, PlanService
-from bot.texts import reminder_outcome
 from storage.lead_views import LeadViews
 from storage.reminders import ReminderRepository
 from telegram_ui.callbacks import StepAct, StepCallback
-from telegram_ui.render import MESSAGE_LIMIT, clip, lead_label
+from telegram_ui.texts import MESSAGE_LIMIT, clip, lead_label, reminder_outcome
 from workflows.models import PlanState
 
 SNOOZE_DAYS = {StepAct.SNOOZE_1D: 1, StepAct.SNOOZE_3D: 3}

@@ -20,11 +20,10 @@ from pydantic import ValidationError
 
 from bot.bulk import BulkRunner
 from bot.services import PlanService, user_schedule
-from bot.texts import settings_text, when
 from storage.bulk_jobs import BulkAction, BulkJobRepository
 from storage.models import User
 from storage.users import UserRepository
-from telegram_ui.render import clip
+from telegram_ui.texts import clip, settings_text, when
 from workflows.models import Schedule
 
 OFFSET_RE = re.compile(r"^(?:utc|gmt)?([+-])(\d{1,2})(?::?(\d{2}))?$")

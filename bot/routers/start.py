@@ -7,7 +7,7 @@ from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import ChatMemberUpdated, Message
 
-from bot.texts import HELP
+from telegram_ui.texts import HELP
 
 
 async def start(message: Message, state: FSMContext) -> None:

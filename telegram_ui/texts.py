@@ -1,14 +1,31 @@
-"""Bot-only message texts. HTML; every user- or LLM-supplied string goes through `clip`."""
+"""Every message text the bot and the send activities write, and its formatting.
+
+All text is Telegram HTML: every user- or LLM-supplied string goes through `clip`,
+which escapes it and keeps the escaped form within a length budget, so a message
+never exceeds 4096 characters and never breaks the HTML parser.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from html import escape
 from zoneinfo import ZoneInfo
 
 from storage.lead_views import LeadTimeline, MirroredPlanStatus, PlanSummaryRow
 from storage.models import Lead, User
-from telegram_ui.render import MESSAGE_LIMIT, STATUS_MARK, clip, lead_label
-from workflows.models import PlanState, PlanStatus, StepState, StepStatus
+from workflows.models import (
+    NoticeKind,
+    NoticeRequest,
+    PlanState,
+    PlanStatus,
+    ReminderKind,
+    StepState,
+    StepStatus,
+)
+
+MESSAGE_LIMIT = 4096
+DRAFT_PREVIEW = 600
+PLAN_DRAFT_PREVIEW = 160
 
 HELP = (
     "<b>LeadPilot</b> keeps your follow-ups on track.\n\n"
@@ -20,6 +37,16 @@ HELP = (
     "/cancel — leave the current dialog"
 )
 
+NOT_YOURS = "That lead isn't yours."
+
+STATUS_MARK = {
+    StepStatus.COMPLETED: "✅",
+    StepStatus.SKIPPED: "⏭",
+    StepStatus.CANCELLED: "✖️",
+    StepStatus.SENT: "🔔",
+    StepStatus.PENDING: "•",
+}
+
 PLAN_STATUS_LABEL = {
     PlanStatus.AWAITING_APPROVAL: "📝 awaiting approval",
     PlanStatus.ACTIVE: "▶️ active",
@@ -28,8 +55,32 @@ PLAN_STATUS_LABEL = {
     PlanStatus.COMPLETED: "🏁 completed",
     PlanStatus.CANCELLED: "🛑 stopped",
 }
+MIRROR_STATUS_LABEL = {MirroredPlanStatus(k.value): v for k, v in PLAN_STATUS_LABEL.items()}
 
-NOT_YOURS = "That lead isn't yours."
+
+# ---- building blocks ----
+
+
+def clip(raw: str, limit: int) -> str:
+    """Escape `raw` for HTML, cut so the escaped text is at most `limit` characters."""
+    text = escape(raw, quote=False)
+    if len(text) <= limit:
+        return text
+    lo, hi = 0, len(raw)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(escape(raw[:mid].rstrip(), quote=False)) + 1 <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return escape(raw[:lo].rstrip(), quote=False) + "…"
+
+
+def lead_label(name: str, company: str | None) -> str:
+    label = clip(name, 80)
+    if company:
+        label += f" ({clip(company, 80)})"
+    return label
 
 
 def when(moment: datetime | None, tz: str) -> str:
@@ -39,12 +90,13 @@ def when(moment: datetime | None, tz: str) -> str:
     return moment.astimezone(ZoneInfo(tz)).strftime("%a %d %b %H:%M")
 
 
-def due_phrase(step: StepState, now: datetime, day_seconds: int) -> str:
-    """ "due in 3 days", "due today" or "❗ overdue" in plan days (compressed in demos)."""
-    if step.due_at is None:
+def due_phrase(status: str | None, due_at: datetime | None, now: datetime, day_seconds: int) -> str:
+    """ "due in 3 days", "due today" or "❗ overdue" in plan days (compressed in demos),
+    for a mirrored step."""
+    if due_at is None:
         return "not scheduled"
-    left = (step.due_at - now).total_seconds()
-    if step.status == StepStatus.SENT or left < 0:
+    left = (due_at - now).total_seconds()
+    if status == StepStatus.SENT or left < 0:
         return "❗ overdue"
     n = int(left // day_seconds)
     if n == 0:
@@ -52,8 +104,71 @@ def due_phrase(step: StepState, now: datetime, day_seconds: int) -> str:
     return f"due in {n} day" + ("" if n == 1 else "s")
 
 
-def step_line(state: PlanState, step: StepState) -> str:
-    return f"step {state.position(step.step_id)} of {len(state.steps)}"
+# ---- what the worker sends: reminders, drafted plans, notices ----
+
+
+def reminder_text(
+    name: str, company: str | None, step: StepState, position: int, total: int, kind: ReminderKind
+) -> str:
+    head = (
+        "⏰ Follow-up due"
+        if kind == ReminderKind.FIRST
+        else f"🔔 Still open (reminder {step.reminder_count})"
+    )
+    lines = [
+        f"<b>{head}</b> · {lead_label(name, company)}",
+        f"<b>Step {position} of {total}</b> · {clip(step.action_type, 32)}",
+        clip(step.description, 400),
+    ]
+    if step.suggested_text:
+        lines += [
+            "",
+            "📝 <b>Draft</b>",
+            f"<blockquote>{clip(step.suggested_text, DRAFT_PREVIEW)}</blockquote>",
+        ]
+    return "\n".join(lines)
+
+
+def plan_text(name: str, company: str | None, state: PlanState) -> str:
+    """The drafted plan: each step with its day, channel, description and a draft preview."""
+    lines = [f"📋 <b>Engagement plan</b> for {lead_label(name, company)}", ""]
+    for pos, step in enumerate(state.steps, 1):
+        lines.append(
+            f"<b>{pos}. Day {step.delay_days}</b> · {clip(step.action_type, 32)} — {clip(step.description, 200)}"
+        )
+        if step.suggested_text:
+            lines.append(f"<i>{clip(step.suggested_text, PLAN_DRAFT_PREVIEW)}</i>")
+    return "\n".join(lines)[:MESSAGE_LIMIT]
+
+
+def notice_text(req: NoticeRequest, name: str, company: str | None) -> str:
+    label = lead_label(name, company)
+    state = req.state
+    match req.kind:
+        case NoticeKind.PLAN_READY:
+            return plan_text(name, company, state)
+        case NoticeKind.PLAN_FAILED:
+            reason = clip(state.last_error or "unknown error", 500)
+            text = f"⚠️ Could not draft a plan for {label}: {reason}"
+            if "Regenerate" not in reason:
+                text += "\nTap 🔄 Regenerate to try again."
+            if state.status != PlanStatus.AWAITING_APPROVAL:
+                text += "\nYour current plan keeps running."
+            return text
+        case NoticeKind.AUTO_SNOOZED:
+            cur = state.current
+            pos = f"step {state.position(cur.step_id)}" if cur else "the current step"
+            return (
+                f"💤 No answer to {req.unanswered} reminders about {pos} for {label}. "
+                f"Snoozed for {req.snooze_days} days; I'll remind you again then."
+            )
+        case NoticeKind.PLAN_COMPLETED:
+            return f"🎉 All steps of the plan for {label} are done."
+        case NoticeKind.PLAN_RESUMED:
+            return f"▶️ The plan for {label} is running again."
+
+
+# ---- after an owner's action (bot and Mini App) ----
 
 
 def next_phrase(state: PlanState) -> str:
@@ -65,7 +180,8 @@ def next_phrase(state: PlanState) -> str:
     cur = state.current
     if cur is None:
         return "Nothing else is scheduled."
-    text = f"Next: {step_line(state, cur)} on {when(cur.due_at, state.schedule.timezone)}"
+    step = f"step {state.position(cur.step_id)} of {len(state.steps)}"
+    text = f"Next: {step} on {when(cur.due_at, state.schedule.timezone)}"
     if state.status == PlanStatus.PAUSED:
         text += " (plan paused)"
     return text
@@ -89,22 +205,7 @@ def reminder_outcome(
     return "\n".join(lines)
 
 
-def mirror_due_phrase(
-    status: str | None, due_at: datetime | None, now: datetime, day_seconds: int
-) -> str:
-    """The same phrase as `due_phrase`, for a mirrored row."""
-    if due_at is None:
-        return "not scheduled"
-    left = (due_at - now).total_seconds()
-    if status == "sent" or left < 0:
-        return "❗ overdue"
-    n = int(left // day_seconds)
-    if n == 0:
-        return "due today"
-    return f"due in {n} day" + ("" if n == 1 else "s")
-
-
-MIRROR_STATUS_LABEL = {MirroredPlanStatus(k.value): v for k, v in PLAN_STATUS_LABEL.items()}
+# ---- the bot's screens: /leads, a lead, /settings ----
 
 
 def lead_line(n: int, row: PlanSummaryRow, now: datetime, day_seconds: int) -> str:
@@ -119,7 +220,7 @@ def lead_line(n: int, row: PlanSummaryRow, now: datetime, day_seconds: int) -> s
             MirroredPlanStatus.ACTIVE,
             MirroredPlanStatus.PAUSED,
         ):
-            due = mirror_due_phrase(row.current_status, row.current_due_at, now, day_seconds)
+            due = due_phrase(row.current_status, row.current_due_at, now, day_seconds)
             parts.append(f"next: step {row.current_position} of {row.steps} {due}")
     return " · ".join(parts)
 
@@ -163,7 +264,7 @@ def lead_detail(
             f"{pos}. {clip(step.action_type or 'step', 32)} — {clip(step.description or '', 120)}"
         )
         if step.is_open and not drafting and view.running:
-            due = mirror_due_phrase(step.status.value, step.due_at, now, day_seconds)
+            due = due_phrase(step.status.value, step.due_at, now, day_seconds)
             if current is not None and step.step_id == current.step_id:
                 mark = "🔔" if step.status.value == "sent" else "⏳"
                 desc = f"{mark} {desc} · {due} ({when(step.due_at, tz)})"
