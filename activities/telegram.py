@@ -18,6 +18,10 @@ Delivery contract (what the workflow relies on):
   10 s), so a killed worker's send is retried in seconds, after the lease.
 - The message id of a send whose ledger write failed (database down) travels to the
   next attempt in the heartbeat details, so that attempt records it instead of resending.
+
+Stale buttons: after a reminder, the step's earlier messages lose their keyboards; a
+reminder whose step was answered while it was being sent loses its own; an auto-snooze
+notice clears the whole step (telegram_ui.stale_buttons). Best effort, never a failure.
 """
 
 from __future__ import annotations
@@ -46,11 +50,12 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities import metrics
 from activities.mirror import state_rows
 from storage.activity_log import ActivityLogRepository
-from storage.deliveries import DeliveryLedger, LeaseHeld, Withdrawn, reminder_withdrawn
+from storage.deliveries import DeliveryLedger, LeaseHeld, StepRef, Withdrawn, reminder_withdrawn
 from storage.leads import LeadRepository
 from storage.pacing import ChatPacer
 from storage.reminders import ReminderRepository
 from telegram_ui import keyboards, texts
+from telegram_ui.stale_buttons import clear_stale_buttons
 from workflows.models import (
     NoticeKind,
     NoticeRequest,
@@ -73,6 +78,10 @@ MAX_SLOT_WAIT = 8.0
 MAX_CLAIM_WAIT = 3.0
 # Writing the ledger after a send: retry a lost database until this long into the attempt.
 COMPLETE_DEADLINE = 26.0
+# Removing stale buttons after a send (editMessageReplyMarkup): at most this long, so the
+# attempt ends well inside its 30-s start-to-close whatever Telegram does.
+CLEAR_BUDGET = 8.0
+CLEAR_DEADLINE = 27.0
 
 _DB_DOWN = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
@@ -204,6 +213,7 @@ class TelegramActivities:
         text: str,
         keyboard: InlineKeyboardMarkup | None,
         withdrawn: Callable[[], Awaitable[Withdrawn | None]] | None = None,
+        step: StepRef | None = None,
     ) -> Sent | Withdrawn:
         """Send unless the ledger shows this exact delivery already went out, another
         attempt may be sending it, or (`withdrawn`) it is no longer wanted."""
@@ -222,7 +232,7 @@ class TelegramActivities:
             raise self._leased(held)
         if withdrawn is not None and (reason := await withdrawn()) is not None:
             return reason
-        await ledger.begin(delivery_key, chat_id, lead_id)
+        await ledger.begin(delivery_key, chat_id, lead_id, step)
         wait = await self._pacer.slot_wait(chat_id, delivery_key)
         if wait > MAX_SLOT_WAIT:
             metrics.send_waited("chat_paced")
@@ -317,6 +327,7 @@ class TelegramActivities:
     @activity.defn(name="send_reminder")
     async def send_reminder(self, req: ReminderRequest) -> ReminderResult:
         """Send the reminder, then mirror the plan (folded in: one activity per reminder)."""
+        t0 = asyncio.get_running_loop().time()
         state, step = req.state, req.step
         position, total = state.position(step.step_id), len(state.steps)
         name, company = await self._lead_label(state.lead_id)
@@ -328,8 +339,9 @@ class TelegramActivities:
                 self._pool, state.lead_id, state.plan_version, step.step_id
             )
 
+        ref = StepRef(state.lead_id, state.plan_version, step.step_id)
         outcome = await self._send_once(
-            req.delivery_key, state.telegram_id, state.lead_id, text, keyboard, withdrawn
+            req.delivery_key, state.telegram_id, state.lead_id, text, keyboard, withdrawn, ref
         )
         if isinstance(outcome, Withdrawn):
             metrics.reminder_withheld(outcome.value)
@@ -354,10 +366,39 @@ class TelegramActivities:
                 },
                 dedupe_key=req.delivery_key,
             )
+        # Only the newest reminder of an open step keeps its buttons; none of a step that
+        # was answered while this one was being sent.
+        await self._clear_buttons(ref, req.delivery_key, t0, withdrawn)
         return ReminderResult(message_id=message_id, sent_at=sent_at)
+
+    async def _clear_buttons(
+        self,
+        step: StepRef,
+        before_key: str | None,
+        t0: float,
+        closed: Callable[[], Awaitable[Withdrawn | None]] | None = None,
+    ) -> None:
+        """Remove the keyboards of the step's messages older than `before_key` (all of them
+        if `closed` says the step no longer awaits an answer), within what the attempt
+        (started at loop time `t0`) has left; a failure leaves them for the next time."""
+        left = CLEAR_DEADLINE - (asyncio.get_running_loop().time() - t0)
+        if left < 1:
+            return
+        try:
+            if closed is not None and await closed() is not None:
+                before_key = None
+            await heartbeating(
+                asyncio.wait_for(
+                    clear_stale_buttons(self._bot, self._pool, step, before_key=before_key),
+                    min(CLEAR_BUDGET, left),
+                )
+            )
+        except Exception as err:  # cosmetic: the send and its record stand
+            activity.logger.info("stale buttons of lead %s not cleared: %r", step.lead_id, err)
 
     @activity.defn(name="send_notice")
     async def send_notice(self, req: NoticeRequest) -> int:
+        t0 = asyncio.get_running_loop().time()
         state = req.state
         name, company = await self._lead_label(state.lead_id)
         keyboard = None
@@ -374,4 +415,9 @@ class TelegramActivities:
             keyboard,
         )
         assert isinstance(outcome, Sent)  # notices are never withdrawn
+        current = state.current
+        if req.kind == NoticeKind.AUTO_SNOOZED and current is not None:
+            # The unanswered reminders are settled: the notice says when the next one comes.
+            step = StepRef(state.lead_id, state.plan_version, current.step_id)
+            await self._clear_buttons(step, req.delivery_key, t0)
         return outcome.message_id

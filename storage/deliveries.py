@@ -25,6 +25,24 @@ from storage.models import Delivery
 
 
 @dataclass(frozen=True)
+class StepRef:
+    """The plan step a reminder is about."""
+
+    lead_id: int
+    plan_version: int
+    step_id: int
+
+
+@dataclass(frozen=True)
+class LiveButtons:
+    """A sent reminder message whose inline keyboard has not been cleared yet."""
+
+    delivery_key: str
+    telegram_id: int
+    message_id: int
+
+
+@dataclass(frozen=True)
 class LeaseHeld:
     """Another attempt may be sending: wait `remaining` seconds before trying again."""
 
@@ -39,20 +57,28 @@ class DeliveryLedger:
         self._db = db
 
     async def begin(
-        self, delivery_key: str, telegram_id: int, lead_id: int | None = None
+        self,
+        delivery_key: str,
+        telegram_id: int,
+        lead_id: int | None = None,
+        step: StepRef | None = None,
     ) -> Delivery:
         """Record an attempt: a new row ('sending', attempts 1) or the existing row with
-        attempts + 1. Check `.already_sent` on the result before sending."""
+        attempts + 1. Check `.already_sent` on the result before sending. A reminder names
+        its `step`, so its buttons can be cleared once they are stale."""
         row = await self._db.fetchrow(
             """
-            INSERT INTO telegram_deliveries AS d (delivery_key, telegram_id, lead_id, status)
-            VALUES ($1, $2, $3, 'sending')
+            INSERT INTO telegram_deliveries AS d
+                (delivery_key, telegram_id, lead_id, status, plan_version, step_id)
+            VALUES ($1, $2, $3, 'sending', $4, $5)
             ON CONFLICT (delivery_key) DO UPDATE SET attempts = d.attempts + 1
             RETURNING *
             """,
             delivery_key,
             telegram_id,
             lead_id,
+            step.plan_version if step else None,
+            step.step_id if step else None,
         )
         return Delivery.from_record(row)
 
@@ -137,6 +163,35 @@ class DeliveryLedger:
             sent_at,
         )
         return None if row is None else Delivery.from_record(row)
+
+    async def live_buttons(self, step: StepRef, before_key: str | None = None) -> list[LiveButtons]:
+        """The step's sent reminders that still show their buttons, oldest first; with
+        `before_key`, only those recorded before that delivery (the newer ones stay live)."""
+        rows = await self._db.fetch(
+            """
+            SELECT delivery_key, telegram_id, message_id FROM telegram_deliveries
+            WHERE lead_id = $1 AND plan_version = $2 AND step_id = $3
+              AND buttons_cleared_at IS NULL AND status = 'sent' AND message_id IS NOT NULL
+              AND ($4::text IS NULL
+                   OR id < (SELECT id FROM telegram_deliveries WHERE delivery_key = $4))
+            ORDER BY id
+            """,
+            step.lead_id,
+            step.plan_version,
+            step.step_id,
+            before_key,
+        )
+        return [LiveButtons(r["delivery_key"], r["telegram_id"], r["message_id"]) for r in rows]
+
+    async def buttons_cleared(self, delivery_key: str) -> None:
+        """The message's keyboard is gone (or can never be removed): don't edit it again."""
+        await self._db.execute(
+            """
+            UPDATE telegram_deliveries SET buttons_cleared_at = clock_timestamp()
+            WHERE delivery_key = $1 AND buttons_cleared_at IS NULL
+            """,
+            delivery_key,
+        )
 
     async def get(self, delivery_key: str) -> Delivery | None:
         row = await self._db.fetchrow(

@@ -659,3 +659,64 @@ async def test_chat_isolation_is_fifo_per_chat_and_parallel_across_chats(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def _live(tg: Any, user: int, needle: str) -> list[int]:
+    """Ids of the bot's messages containing `needle` that still show buttons."""
+    return [m.message_id for m in tg.sent(user) if needle in (m.text or "") and m.buttons]
+
+
+async def test_older_reminders_of_a_step_lose_their_buttons(fast: BotStack) -> None:
+    """A nudge takes the buttons off the step's first reminder; Done on the nudge leaves
+    no message of the step with buttons (issue 10: stale reminders)."""
+    tg = fast.telegram
+    lead_id, step1 = await _started_plan(fast, ALICE)
+    mark = tg.call_count
+    nudge = await tg.wait_for_message(ALICE, "Still open", timeout=15, since=mark)
+    assert "Step 1 of 6" in str(nudge.text) and nudge.buttons
+
+    async def only_the_nudge_is_live() -> bool:
+        return _live(tg, ALICE, "Step 1 of 6") == [nudge.message_id]
+
+    await eventually(only_the_nudge_is_live)
+    assert tg.message(ALICE, step1.message_id).buttons == []
+    assert "done" in (await fast.tap(ALICE, nudge, "Done")).lower()
+    assert _live(tg, ALICE, "Step 1 of 6") == []
+    assert (await fast.state(lead_id)).steps[0].status == StepStatus.COMPLETED
+
+
+async def test_done_on_an_older_reminder_clears_the_newer_one(fast: BotStack) -> None:
+    """Telegram failed the nudge's edit of the first reminder, so it kept its buttons; Done
+    tapped there takes the buttons off the nudge too."""
+    tg = fast.telegram
+    _, step1 = await _started_plan(fast, ALICE)
+    mark = tg.call_count
+    tg.fail_next("editMessageReplyMarkup", 502)
+    nudge = await tg.wait_for_message(ALICE, "Still open", timeout=15, since=mark)
+    await tg.wait_for(
+        lambda call: call.method == "editMessageReplyMarkup" and call.status == 502,
+        timeout=15,
+        since=mark,
+    )
+    assert _live(tg, ALICE, "Step 1 of 6") == [step1.message_id, nudge.message_id]
+    assert "done" in (await fast.tap(ALICE, step1, "Done")).lower()
+    assert "✅ Done." in str(tg.message(ALICE, step1.message_id).text)
+
+    async def none_live() -> bool:
+        return _live(tg, ALICE, "Step 1 of 6") == []
+
+    await eventually(none_live)  # the bot clears the nudge right after answering the tap
+
+
+async def test_an_auto_snooze_leaves_no_live_buttons(fast: BotStack) -> None:
+    """Three unanswered reminders, then the auto-snooze notice: none of the three keeps
+    buttons (the next round's reminder brings fresh ones)."""
+    tg = fast.telegram
+    await _started_plan(fast, ALICE)
+    await tg.wait_for_message(ALICE, "No answer to 3 reminders", timeout=30, since=0)
+
+    async def settled() -> bool:
+        return _live(tg, ALICE, "Step 1 of 6") == []
+
+    await eventually(settled)
+    assert len([m for m in tg.sent(ALICE) if "Step 1 of 6" in (m.text or "")]) == 3

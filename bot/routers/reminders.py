@@ -2,11 +2,14 @@
 
 The workflow's update validators decide whether a tap still applies; a stale or
 double tap is rejected there and answered "Already handled" here, with nothing changed.
+An answered step keeps no live buttons: the tapped message is edited, and any other
+reminder of the step that still shows buttons (a nudge, an older one) loses them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import asyncpg
 from aiogram import Bot, Router
@@ -16,11 +19,15 @@ from temporalio.service import RPCError
 
 from bot.routers.common import UNREACHABLE, edit, owned_lead_or_alert, rejection_text
 from bot.services import ActionRejected, PlanService
+from storage.deliveries import StepRef
 from storage.lead_views import LeadViews
 from storage.reminders import ReminderRepository
 from telegram_ui.callbacks import StepAct, StepCallback
+from telegram_ui.stale_buttons import clear_stale_buttons
 from telegram_ui.texts import MESSAGE_LIMIT, clip, lead_label, reminder_outcome
 from workflows.models import PlanState
+
+log = logging.getLogger("leadpilot.bot")
 
 SNOOZE_DAYS = {StepAct.SNOOZE_1D: 1, StepAct.SNOOZE_3D: 3}
 
@@ -93,6 +100,13 @@ async def on_step(
     # Edit first, then answer: when the spinner stops, the message already says what happened.
     await edit(query, reminder_outcome(lead, new_state, cb.step_id, outcome))
     await query.answer(answer)
+    tapped = query.message.message_id if query.message else None
+    try:
+        await clear_stale_buttons(
+            bot, pool, StepRef(lead.id, cb.version, cb.step_id), edited_message_id=tapped
+        )
+    except Exception as err:  # cosmetic (database or Telegram away): the answer stands
+        log.info("stale buttons of lead %s not cleared: %r", lead.id, err)
 
 
 def make_router() -> Router:
