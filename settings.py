@@ -1,22 +1,29 @@
-"""One place for configuration: environment variables and an optional `.env`."""
+"""One place for configuration: environment variables and an optional `.env`.
+
+Tokens, keys and the database URL (it may carry a password) are `SecretStr`: the repr of
+the settings, a traceback's locals or a stray log line show `**********`; code that
+needs the value calls `.get_secret_value()` (or `revealed()` for an optional one).
+Every setting, its default and a one-line comment: `.env.example`.
+"""
 
 from __future__ import annotations
 
 import sys
+import zoneinfo
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    database_url: str
+    database_url: SecretStr
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
 
-    telegram_bot_token: str
+    telegram_bot_token: SecretStr
     # A local Bot API server or the project's emulator; None means api.telegram.org.
     telegram_api_base: str | None = None
     # Server-side limit for the telegram task queue, across all workers (Telegram allows ~30/s).
@@ -26,7 +33,7 @@ class Settings(BaseSettings):
     # Minimum seconds between two messages to one chat, across all workers (Telegram ~1/s).
     chat_spacing_seconds: float = Field(default=1.2, ge=0)
 
-    openai_api_key: str | None = None
+    openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
     # A draft's overall deadline across retries, and each request's share of it (seconds).
@@ -50,7 +57,7 @@ class Settings(BaseSettings):
 
     bot_mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None
-    webhook_secret: str | None = None
+    webhook_secret: SecretStr | None = None
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8081
 
@@ -60,11 +67,16 @@ class Settings(BaseSettings):
     miniapp_host: str = "0.0.0.0"
     miniapp_port: int = 8082
     # HS256 key of the session tokens; unset: derived from the bot token.
-    miniapp_session_secret: str | None = None
+    miniapp_session_secret: SecretStr | None = None
     miniapp_session_ttl_seconds: int = Field(default=3600, ge=60)
     miniapp_auth_max_age_seconds: int = Field(default=86400, ge=60)
     # Telegram's script; the dev stack serves a local stand-in (no internet needed).
     miniapp_telegram_js: str = "https://telegram.org/js/telegram-web-app.js"
+
+    # Log lines on stderr: readable text, or one JSON object per line (with the workflow
+    # id, run id, workflow and activity type of Temporal's loggers); see logging_setup.py.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 class MiniAppLink(BaseSettings):
@@ -90,8 +102,28 @@ def usable_miniapp_url(url: str | None, telegram_api_base: str | None) -> str | 
     return None
 
 
+def revealed(secret: SecretStr | None) -> str | None:
+    """The value of an optional secret, for the one call that needs it."""
+    return None if secret is None else secret.get_secret_value()
+
+
+def use_bundled_tz_database() -> None:
+    """Read zone rules only from the `tzdata` package, never from the system's.
+
+    zoneinfo prefers /usr/share/zoneinfo; two workers with different system databases
+    could then compute different due times for the same plan (and a replay could differ
+    from its first run). The lock file pins `tzdata`, so every process agrees.
+    """
+    if zoneinfo.TZPATH:
+        zoneinfo.reset_tzpath(to=[])
+        zoneinfo.ZoneInfo.clear_cache()
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build settings or stop the process with one line naming what is wrong."""
+    """Build settings or stop the process with one line naming what is wrong.
+
+    Every process starts here, so this is also where the zone database is pinned."""
+    use_bundled_tz_database()
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

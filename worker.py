@@ -21,8 +21,9 @@ from temporalio.worker import Interceptor, Worker
 from activities.metrics import LATENESS_BUCKETS
 from activities.mirror import MirrorActivities
 from activities.planning import LeadBrief, PlanningActivities, make_openai_client
+from logging_setup import setup_logging
 from ops.outages import OutageInterceptor, OutageTracker, install_log_filter
-from settings import Settings, load_settings
+from settings import Settings, load_settings, revealed
 from storage.db import create_pool
 from storage.leads import LeadRepository
 from temporal_client import connect
@@ -73,7 +74,7 @@ def engagement_worker(
         load_lead,
         # Built on the first draft: importing openai costs seconds of start-up.
         lambda: make_openai_client(
-            settings.openai_api_key,
+            revealed(settings.openai_api_key),
             settings.openai_base_url,
             timeout=settings.planner_request_timeout_seconds,
         ),
@@ -168,7 +169,7 @@ async def running_workers(settings: Settings) -> AsyncIterator[None]:
     loading = asyncio.create_task(asyncio.to_thread(_import_clients, settings, queues))
     runtime = metrics_runtime(settings.metrics_port) if settings.metrics_port else None
     client = await connect(settings.temporal_address, settings.temporal_namespace, runtime)
-    pool = await create_pool(settings.database_url)
+    pool = await create_pool(settings.database_url.get_secret_value())
     await loading
     interceptors = outage_interceptors()
     workers = []
@@ -178,7 +179,7 @@ async def running_workers(settings: Settings) -> AsyncIterator[None]:
     if TELEGRAM_TASK_QUEUE in queues:
         from telegram_ui.session import make_bot
 
-        bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+        bot = make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base)
         workers.append(telegram_worker(client, pool, bot, settings, interceptors))
     tasks = [asyncio.create_task(w.run()) for w in workers]
     log.info("polling after %.1f s", time.monotonic() - began)
@@ -199,7 +200,9 @@ async def running_workers(settings: Settings) -> AsyncIterator[None]:
 def _import_clients(settings: Settings, queues: set[str]) -> None:
     if TELEGRAM_TASK_QUEUE in queues:
         importlib.import_module("activities.telegram")
-    if ENGAGEMENT_TASK_QUEUE in queues and (settings.openai_api_key or settings.openai_base_url):
+    if ENGAGEMENT_TASK_QUEUE in queues and (
+        revealed(settings.openai_api_key) or settings.openai_base_url
+    ):
         importlib.import_module("openai")
 
 
@@ -215,10 +218,9 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(serve(load_settings()))
+    settings = load_settings()
+    setup_logging(settings.log_format, settings.log_level)
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ async def main(leads: int, others: int, runs: int) -> None:
     )
     # Without the per-chat pacing of make_process_bot: 200 replies to one chat would
     # measure the 1.1 s spacing, not the server's work.
-    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
+    bot = make_bot(
+        settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base, retry=True
+    )
     dp = build_dispatcher(pool, temporal, settings)
     try:
         await pool.execute(FILL, leads, others, OWNER, STEPS)

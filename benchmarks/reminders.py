@@ -78,7 +78,7 @@ async def main(plans: int, rate: float, day_seconds: int) -> None:
         database_url=db, telegram_bot_token=telegram.token, telegram_api_base=telegram.base_url,
         telegram_sends_per_second=rate, day_seconds=day_seconds,
     )  # fmt: skip
-    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+    bot = make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base)
     workers = create_workers(env.client, pool, bot, settings)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:

@@ -28,7 +28,8 @@ from bot.middlewares import (
 from bot.pacing import ChatPacingMiddleware
 from bot.routers import all_routers
 from bot.services import CancelRetrier, PlanService
-from settings import Settings, load_settings, usable_miniapp_url
+from logging_setup import setup_logging
+from settings import Settings, load_settings, revealed, usable_miniapp_url
 from storage.db import create_pool
 from storage.fsm import PostgresEventIsolation, PostgresStorage
 from telegram_ui.session import make_bot
@@ -126,7 +127,9 @@ def make_process_bot(settings: Settings, pool: asyncpg.Pool) -> Bot:
     """The bot process's Bot: it retries flood control and server errors itself
     (RetryRequestMiddleware, outermost) and paces its messages per chat together with the
     worker (ChatPacingMiddleware, so each retry takes a fresh slot)."""
-    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base, retry=True)
+    bot = make_bot(
+        settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base, retry=True
+    )
     bot.session.middleware(ChatPacingMiddleware(pool))
     return bot
 
@@ -145,10 +148,11 @@ def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings) -> web.Appli
     aiogram's SimpleRequestHandler compares it with secrets.compare_digest (constant
     time) and answers 401 on a mismatch.
     """
-    if not settings.webhook_secret:
+    secret = revealed(settings.webhook_secret)
+    if not secret:
         raise ValueError("webhook mode needs WEBHOOK_SECRET")
     app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=settings.webhook_secret).register(
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(
         app, path=webhook_path(settings)
     )
     setup_application(app, dp, bot=bot)
@@ -164,7 +168,7 @@ async def _serve_webhook(dp: Dispatcher, bot: Bot, settings: Settings, stop: asy
     await site.start()
     await bot.set_webhook(
         settings.webhook_url,
-        secret_token=settings.webhook_secret,
+        secret_token=revealed(settings.webhook_secret),
         allowed_updates=dp.resolve_used_update_types(),
     )
     log.info("webhook listening on %s:%s", settings.webhook_host, settings.webhook_port)
@@ -180,12 +184,16 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
     Shutdown is graceful: polling stops taking updates, handlers in flight finish, then
     the HTTP session and the pool close.
     """
-    if settings.bot_mode == "webhook" and not (settings.webhook_url and settings.webhook_secret):
+    if settings.bot_mode == "webhook" and not (
+        settings.webhook_url and revealed(settings.webhook_secret)
+    ):
         sys.exit("leadpilot: webhook mode needs WEBHOOK_URL and WEBHOOK_SECRET")
     temporal_client = await connect(settings.temporal_address, settings.temporal_namespace)
-    pool = await create_pool(settings.database_url)
+    pool = await create_pool(settings.database_url.get_secret_value())
     # Per-chat locks across replicas; at most this many chats are handled at once.
-    lock_pool = await create_pool(settings.database_url, min_size=1, max_size=CHATS_AT_ONCE)
+    lock_pool = await create_pool(
+        settings.database_url.get_secret_value(), min_size=1, max_size=CHATS_AT_ONCE
+    )
     bot = make_process_bot(settings, pool)
     dp = build_dispatcher(pool, temporal_client, settings, lock_pool=lock_pool)
     loop = asyncio.get_running_loop()
@@ -219,7 +227,6 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(run_bot(load_settings()))
+    settings = load_settings()
+    setup_logging(settings.log_format, settings.log_level)
+    asyncio.run(run_bot(settings))

@@ -165,7 +165,7 @@ async def plan_rig(
         telegram_api_base=telegram.base_url,
         **settings,
     )
-    bot = make_bot(cfg.telegram_bot_token, cfg.telegram_api_base)
+    bot = make_bot(cfg.telegram_bot_token.get_secret_value(), cfg.telegram_api_base)
     rig = PlanRig(client, pool, telegram, lambda: create_workers(client, pool, bot, cfg))
     rig.start_workers()
     try:

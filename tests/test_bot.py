@@ -224,7 +224,7 @@ async def test_webhook_requires_the_secret_token(
         webhook_url=f"http://127.0.0.1:{port}/telegram/webhook",
         webhook_secret="s3cret-token",
     )
-    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+    bot = make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base)
     app = build_webhook_app(build_dispatcher(pool, dev_env.client, settings), bot, settings)
     runner = web.AppRunner(app)
     await runner.setup()

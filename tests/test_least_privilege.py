@@ -210,7 +210,7 @@ async def test_forced_rls_keeps_the_owner_working_as_the_service(
         for table in TABLES:
             owners = await db.fetchval(f"SELECT array_agg(DISTINCT telegram_id) FROM {table}")
             assert sorted(owners) == [A, B], table
-        assert await ReminderRepository(db).cancel_pending_for_lead(lead_b) == 2
+        assert await ReminderRepository(db).close_older_versions(lead_b, 2, 4) == 2
         assert await LeadRepository(db).set_status(lead_b, B, LeadStatus.CLOSED_LOST) is not None
 
         # And the Mini App on the same pool still sees only its user's rows.

@@ -64,7 +64,8 @@ class MiniAppHarness:
 
     async def sign_in(self, user_id: int, first_name: str = "Tester") -> AppUser:
         init_data = sign_web_app_data(
-            self.stack.settings.telegram_bot_token, {"id": user_id, "first_name": first_name}
+            self.stack.settings.telegram_bot_token.get_secret_value(),
+            {"id": user_id, "first_name": first_name},
         )
         resp = await self.client.post("/app/api/session", json={"init_data": init_data})
         assert resp.status == 200, await resp.text()
@@ -75,7 +76,7 @@ class MiniAppHarness:
 async def miniapp(stack: BotStack) -> AsyncIterator[MiniAppHarness]:
     """The Mini App server as `python -m webapp` builds it, on the stack's pool and client."""
     settings = stack.settings
-    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+    bot = make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base)
     app = build_app(
         MiniApp(stack.pool, PlanService(stack.client, stack.pool, settings), bot, settings)
     )

@@ -62,7 +62,7 @@ async def test_open_from_web_chat_see_due_follow_up_tap_done_and_move_plans(
         day_seconds=60,
         miniapp_telegram_js=f"{web_telegram.base_url}/chat/telegram-web-app.js",
     )
-    edit_bot = make_bot(base.telegram_bot_token, base.telegram_api_base)
+    edit_bot = make_bot(base.telegram_bot_token.get_secret_value(), base.telegram_api_base)
     runner = web.AppRunner(
         build_app(MiniApp(pool, PlanService(dev_env.client, pool, base), edit_bot, base))
     )

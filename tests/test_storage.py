@@ -156,14 +156,14 @@ async def test_upsert_steps_drops_stale_revisions(pool: asyncpg.Pool) -> None:
 
     stale = step(lead_id, 1, revision=4, status="pending", draft_text="old")
     assert await reminders.upsert_steps([stale]) == 0
-    row = await reminders.get_by_lead_and_step(lead_id, 1)
+    row = await reminders.get_by_lead_and_step(lead_id, 1, 1)
     assert row is not None
     assert (row.status, row.revision, row.draft_text) == (ReminderStatus.SENT, 5, "Hello 1")
 
     # A newer write wins, and a mirror that doesn't know the message id keeps the known one.
     newer = step(lead_id, 1, revision=6, status="completed", completed_at=T0, message_id=None)
     assert await reminders.upsert_steps([newer]) == 1
-    row = await reminders.get_by_lead_and_step(lead_id, 1)
+    row = await reminders.get_by_lead_and_step(lead_id, 1, 1)
     assert row is not None
     assert (row.status, row.revision, row.completed_at, row.message_id) == (
         ReminderStatus.COMPLETED,
@@ -175,149 +175,49 @@ async def test_upsert_steps_drops_stale_revisions(pool: asyncpg.Pool) -> None:
     # Repeated keys in one batch collapse to the highest revision instead of failing.
     batch = [step(lead_id, 2, revision=9, draft_text="new"), step(lead_id, 2, revision=8)]
     assert await reminders.upsert_steps(batch) == 1
-    row = await reminders.get_by_lead_and_step(lead_id, 2)
+    row = await reminders.get_by_lead_and_step(lead_id, 2, 1)
     assert row is not None and row.draft_text == "new"
 
 
-async def test_create_inserts_once(pool: asyncpg.Pool) -> None:
-    reminders = ReminderRepository(pool)
-    lead_id = await new_lead(pool)
-    created = await reminders.create(
-        lead_id=lead_id, telegram_id=A, step_id=1, due_at=None, description="Intro"
-    )
-    assert created.due_at is None and created.status == ReminderStatus.PENDING
-    again = await reminders.create(
-        lead_id=lead_id, telegram_id=A, step_id=1, due_at=T0, description="changed"
-    )
-    assert again == created
-
-
-async def test_get_due_reminders(pool: asyncpg.Pool) -> None:
-    reminders = ReminderRepository(pool)
-    lead_id = await new_lead(pool)
-    other = await new_lead(pool, B)
-    await reminders.upsert_steps(
-        [
-            step(lead_id, 1, due_at=T0 - timedelta(hours=2), status="sent"),
-            step(lead_id, 2, due_at=T0 - timedelta(hours=1), status="completed"),
-            step(lead_id, 3, due_at=T0 + timedelta(seconds=1)),
-            step(lead_id, 4, due_at=None),
-            step(other, 1, telegram_id=B, due_at=T0 - timedelta(hours=3)),
-            step(other, 2, telegram_id=B, due_at=T0),
-        ]
-    )
-    due = await reminders.get_due_reminders(T0, limit=10)
-    assert [(r.lead_id, r.step_id) for r in due] == [(other, 1), (lead_id, 1), (other, 2)]
-    assert len(await reminders.get_due_reminders(T0, limit=2)) == 2
-
-
-async def test_cancel_pending_for_lead_spares_resolved_steps(pool: asyncpg.Pool) -> None:
+async def test_replacing_a_plan_closes_only_open_rows_of_older_versions(
+    pool: asyncpg.Pool,
+) -> None:
+    """What the mirror activity does when a new plan version starts: the old plan's open
+    steps are cancelled, answered ones keep their history, and a late write of the old
+    plan (a retried activity) cannot reopen them."""
     reminders = ReminderRepository(pool)
     lead_id = await new_lead(pool)
     other = await new_lead(pool)
     await reminders.upsert_steps(
         [
-            step(lead_id, 1, status="completed"),
-            step(lead_id, 2, status="skipped"),
-            step(lead_id, 3, status="sent"),
-            step(lead_id, 4),
-            step(lead_id, 1, plan_version=2),
+            step(lead_id, 1, status="completed", revision=3),
+            step(lead_id, 2, status="skipped", revision=3),
+            step(lead_id, 3, status="sent", revision=3),
+            step(lead_id, 4, revision=3),
+            step(lead_id, 1, plan_version=2, revision=5),
             step(other, 1),
         ]
     )
-    assert await reminders.cancel_pending_for_lead(lead_id) == 3
-    assert await reminders.cancel_pending_for_lead(lead_id) == 0
+    assert await reminders.close_older_versions(lead_id, 2, 5) == 2
+    assert await reminders.close_older_versions(lead_id, 2, 5) == 0
     rows = await pool.fetch(
-        "SELECT plan_version, step_id, status FROM scheduled_reminders WHERE lead_id = $1"
-        " ORDER BY plan_version, step_id",
+        "SELECT plan_version, step_id, status, revision FROM scheduled_reminders"
+        " WHERE lead_id = $1 ORDER BY plan_version, step_id",
         lead_id,
     )
     assert [tuple(r) for r in rows] == [
-        (1, 1, "completed"),
-        (1, 2, "skipped"),
-        (1, 3, "cancelled"),
-        (1, 4, "cancelled"),
-        (2, 1, "cancelled"),
+        (1, 1, "completed", 3),
+        (1, 2, "skipped", 3),
+        (1, 3, "cancelled", 5),
+        (1, 4, "cancelled", 5),
+        (2, 1, "pending", 5),
     ]
-    untouched = await reminders.get_by_lead_and_step(other, 1)
+    assert await reminders.upsert_steps([step(lead_id, 4, revision=4)]) == 0
+    untouched = await reminders.get_by_lead_and_step(other, 1, 1)
     assert untouched is not None and untouched.status == ReminderStatus.PENDING
 
 
-async def test_mark_reminded_counts_each_message_once(pool: asyncpg.Pool) -> None:
-    reminders = ReminderRepository(pool)
-    lead_id = await new_lead(pool)
-    await reminders.upsert_steps([step(lead_id, 1), step(lead_id, 2, status="completed")])
-
-    sent = await reminders.mark_reminded(lead_id, 1, 1, T0, 100)
-    assert sent is not None
-    assert (sent.status, sent.reminder_count, sent.last_reminded_at, sent.message_id) == (
-        ReminderStatus.SENT,
-        1,
-        T0,
-        100,
-    )
-    retry = await reminders.mark_reminded(lead_id, 1, 1, T0 + timedelta(seconds=5), 100)
-    assert retry is not None and (retry.reminder_count, retry.last_reminded_at) == (1, T0)
-
-    nudge = await reminders.mark_reminded(lead_id, 1, 1, T0 + timedelta(days=1), 101)
-    assert nudge is not None
-    assert (nudge.reminder_count, nudge.last_reminded_at, nudge.message_id) == (
-        2,
-        T0 + timedelta(days=1),
-        101,
-    )
-
-    # A step the owner already resolved is not reopened; a missing one is reported.
-    assert await reminders.mark_reminded(lead_id, 1, 2, T0, 102) is None
-    assert await reminders.mark_reminded(lead_id, 1, 99, T0, 103) is None
-
-
-async def test_update_status(pool: asyncpg.Pool) -> None:
-    reminders = ReminderRepository(pool)
-    lead_id = await new_lead(pool)
-    await reminders.upsert_steps([step(lead_id, 1), step(lead_id, 2)])
-
-    done = await reminders.update_status(lead_id, 1, 1, ReminderStatus.COMPLETED, T0)
-    assert done is not None and (done.status, done.completed_at) == (ReminderStatus.COMPLETED, T0)
-    repeat = await reminders.update_status(
-        lead_id, 1, 1, ReminderStatus.COMPLETED, T0 + timedelta(hours=1)
-    )
-    assert repeat is not None and repeat.completed_at == T0
-
-    skipped = await reminders.update_status(lead_id, 1, 2, ReminderStatus.SKIPPED, T0)
-    assert skipped is not None
-    assert (skipped.status, skipped.completed_at) == (ReminderStatus.SKIPPED, None)
-
-    reopened = await reminders.update_status(lead_id, 1, 1, ReminderStatus.PENDING, T0)
-    assert reopened is not None and reopened.completed_at is None
-    assert await reminders.update_status(lead_id, 2, 1, ReminderStatus.COMPLETED, T0) is None
-
-
-async def test_snooze(pool: asyncpg.Pool) -> None:
-    reminders = ReminderRepository(pool)
-    lead_id = await new_lead(pool)
-    await reminders.upsert_steps([step(lead_id, 1), step(lead_id, 2, status="skipped")])
-    await reminders.mark_reminded(lead_id, 1, 1, T0, 100)
-    await reminders.mark_reminded(lead_id, 1, 1, T0, 101)
-
-    until = T0 + timedelta(days=3)
-    snoozed = await reminders.snooze(lead_id, 1, 1, until)
-    assert snoozed is not None
-    assert (snoozed.status, snoozed.due_at, snoozed.snooze_count, snoozed.reminder_count) == (
-        ReminderStatus.PENDING,
-        until,
-        1,
-        0,
-    )
-    retry = await reminders.snooze(lead_id, 1, 1, until)
-    assert retry is not None and retry.snooze_count == 1
-    later = await reminders.snooze(lead_id, 1, 1, until + timedelta(days=1))
-    assert later is not None and later.snooze_count == 2
-
-    assert await reminders.snooze(lead_id, 1, 2, until) is None  # resolved stays resolved
-
-
-async def test_current_plan_version_reads_and_delete(pool: asyncpg.Pool) -> None:
+async def test_current_plan_version_reads(pool: asyncpg.Pool) -> None:
     reminders = ReminderRepository(pool)
     lead_id = await new_lead(pool)
     other = await new_lead(pool)
@@ -329,15 +229,12 @@ async def test_current_plan_version_reads_and_delete(pool: asyncpg.Pool) -> None
     current = await reminders.get_for_lead(lead_id)
     assert [(r.plan_version, r.step_id) for r in current] == [(2, 1), (2, 2)]
 
-    row = await reminders.get_by_lead_and_step(lead_id, 1)
+    row = await reminders.get_by_lead_and_step(lead_id, 1, 2)
     assert row is not None and (row.plan_version, row.description) == (2, "v2 1")
-    assert await reminders.get_by_lead_and_step(lead_id, 3) is None
-    old = await reminders.get_by_lead_and_step(lead_id, 3, plan_version=1)
+    assert await reminders.get_by_lead_and_step(lead_id, 3, 2) is None
+    old = await reminders.get_by_lead_and_step(lead_id, 3, 1)
     assert old is not None and old.plan_version == 1
     assert await reminders.get_for_lead(lead_id + 1000) == []
-
-    assert await reminders.delete_for_lead(lead_id) == 5
-    assert await reminders.get_for_lead(lead_id) == []
     assert len(await reminders.get_for_lead(other)) == 1
 
 
@@ -580,7 +477,7 @@ async def test_rls_service_role_sees_and_writes_everything(pool: asyncpg.Pool) -
             assert sorted(await conn.fetchval(query)) == [A, B], table
         lead = await LeadRepository(conn).create(B, "via service role")
         assert lead.telegram_id == B
-        assert await ReminderRepository(conn).cancel_pending_for_lead(lead_a) == 1
+        assert await ReminderRepository(conn).close_older_versions(lead_a, 2, 9) == 1
 
 
 async def test_fresh_pool_decodes_jsonb(db_url: str) -> None:

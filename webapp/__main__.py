@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 
-from settings import load_settings
+from logging_setup import setup_logging
+from settings import Settings, load_settings
 from webapp.server import serve
 
 
-async def _main() -> None:
+async def _main(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(load_settings(), stop)
+    await serve(settings, stop)
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(_main())
+    settings = load_settings()
+    setup_logging(settings.log_format, settings.log_level)
+    asyncio.run(_main(settings))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from temporalio.service import RPCError
 
 from bot.routers.common import rejection_text
 from bot.services import ActionRejected, NoWorkerInTime, PlanService, user_schedule
-from settings import Settings
+from settings import Settings, revealed
 from storage.models import CLOSED_LEAD_STATUSES, Lead, LeadStatus
 from storage.users import UserRepository
 from telegram_ui.texts import reminder_outcome
@@ -135,7 +135,10 @@ class MiniApp:
         self.plans = plans
         self.bot = bot
         self.settings = settings
-        self.secret = session_secret(settings.miniapp_session_secret, settings.telegram_bot_token)
+        self.secret = session_secret(
+            revealed(settings.miniapp_session_secret),
+            settings.telegram_bot_token.get_secret_value(),
+        )
 
     # ------------------------------------------------------------------ page and sign-in
 
@@ -156,7 +159,7 @@ class MiniApp:
         try:
             user = validate_init_data(
                 init_data,
-                self.settings.telegram_bot_token,
+                self.settings.telegram_bot_token.get_secret_value(),
                 self.settings.miniapp_auth_max_age_seconds,
             )
         except AuthError as err:
@@ -500,8 +503,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     from temporal_client import connect
 
     client = await connect(settings.temporal_address, settings.temporal_namespace)
-    pool = await create_pool(settings.database_url)
-    bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+    pool = await create_pool(settings.database_url.get_secret_value())
+    bot = make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base)
     runner = web.AppRunner(
         build_app(MiniApp(pool, PlanService(client, pool, settings), bot, settings)),
         access_log=None,
