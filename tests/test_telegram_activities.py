@@ -358,3 +358,73 @@ async def test_hostile_and_huge_text_stays_valid_html_within_limits(
     msg = telegram.last_sent(OWNER)
     assert "<script>" in (msg.text or "")  # shown literally, not parsed
     assert "Full draft" in [b.text for b in msg.buttons][-2]
+
+
+def nudge(req: ReminderRequest, n: int = 2) -> ReminderRequest:
+    """The next reminder of the same step and round."""
+    state = req.state.model_copy(deep=True)
+    state.steps[0].reminder_count = n
+    key = req.delivery_key.rsplit(":", 1)[0] + f":n{n}"
+    return ReminderRequest(state=state, step_id=1, kind=ReminderKind.NUDGE, delivery_key=key)
+
+
+def step_messages(telegram: Any) -> list[Any]:
+    return [m for m in telegram.sent(OWNER) if "Intro" in (m.text or "")]
+
+
+async def test_a_nudge_takes_the_buttons_off_older_reminders(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """Only the newest reminder of a step invites a tap; each older one is edited once."""
+    acts = TelegramActivities(bot, pool, chat_spacing=0.1)
+    first = await reminder(pool, key="lead-x:v1:s1:r0:n1")
+    second, third = nudge(first, 2), nudge(first, 3)
+    for req in (first, second, third):
+        await mirror(pool, req, status=StepStatus.SENT)
+        await ActivityEnvironment().run(acts.send_reminder, req)
+    assert [bool(m.buttons) for m in step_messages(telegram)] == [False, False, True]
+    assert len(telegram.calls("editMessageReplyMarkup")) == 2  # the first one not twice
+    await ActivityEnvironment().run(acts.send_reminder, third)  # a retry: nothing more
+    assert len(telegram.calls("editMessageReplyMarkup")) == 2
+
+
+async def test_edits_telegram_refuses_are_tolerated_or_left_for_later(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """A message that is gone (400) is given up; a 429 on the edit does not fail the
+    reminder, and the next reminder of the step clears what was left."""
+    acts = TelegramActivities(bot, pool, chat_spacing=0.1)
+    first = await reminder(pool, key="lead-y:v1:s1:r0:n1")
+    await ActivityEnvironment().run(acts.send_reminder, first)
+    telegram.fail_next("editMessageReplyMarkup", 429, retry_after=30)
+    second = nudge(first, 2)
+    result = await ActivityEnvironment().run(acts.send_reminder, second)
+    assert result.message_id is not None
+    assert [bool(m.buttons) for m in step_messages(telegram)] == [True, True]
+    telegram.fail_next("editMessageReplyMarkup", 400, "Bad Request: message to edit not found")
+    await ActivityEnvironment().run(acts.send_reminder, nudge(first, 3))
+    assert [bool(m.buttons) for m in step_messages(telegram)] == [True, False, True]
+    row = await DeliveryLedger(pool).get(first.delivery_key)
+    assert row is not None  # given up for good: a later reminder does not try it again
+    await ActivityEnvironment().run(acts.send_reminder, nudge(first, 4))
+    edited = {c.params["message_id"] for c in telegram.calls("editMessageReplyMarkup", ok=True)}
+    assert step_messages(telegram)[0].message_id not in edited
+
+
+async def test_a_reminder_answered_while_it_was_sent_loses_its_buttons(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """The owner answered (Mini App) while Telegram was delivering the nudge: it went out
+    and is reported sent, but neither it nor the first reminder keeps buttons."""
+    acts = TelegramActivities(bot, pool)
+    first = await reminder(pool, key="lead-z:v1:s1:r0:n1")
+    await ActivityEnvironment().run(acts.send_reminder, first)
+    telegram.delay_next("sendMessage", 1.5, after_processing=True)
+    run = asyncio.create_task(ActivityEnvironment().run(acts.send_reminder, nudge(first)))
+    await eventually(lambda: _ready(len(step_messages(telegram)) == 2 or None))
+    answered = first.state.model_copy(deep=True, update={"revision": 99})  # newer than the send
+    answered.steps[0].status = StepStatus.COMPLETED
+    await ReminderRepository(pool).upsert_steps(state_rows(answered))
+    result = await run
+    assert result.message_id == step_messages(telegram)[1].message_id
+    assert [bool(m.buttons) for m in step_messages(telegram)] == [False, False]
