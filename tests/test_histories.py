@@ -5,11 +5,17 @@ to the workflow that alters its command sequence for any of them must sit behind
 `workflow.patched`, or this test fails. Files are never overwritten: record a new
 shape with `LEADPILOT_RECORD_HISTORY=1 ./scripts/test tests/test_histories.py`, which
 writes only the files that are missing.
+
+`draft_regenerate_approve`, `draft_refused_then_regenerated`, `regenerate_running_plan`
+and `regenerate_refused_while_running` were recorded from c1797ec, the release that still
+drafted inside the handler (the recorder there was a one-off copy of these scenarios);
+the `drafts_in_loop*` files are the same journeys as the code drafts now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -21,8 +27,9 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
+from emulators.openai_server import OpenAIEmulator
 from tests.rig import ANYTIME, OWNER, PlanRig, plan_rig
-from tests.test_engagement_plan import advance, answer, plan_replayer
+from tests.test_engagement_plan import advance, answer, plan_replayer, step_is
 from workflows.engagement_plan import EngagementPlanWorkflow
 from workflows.models import (
     CancelRequest,
@@ -36,10 +43,10 @@ from workflows.models import (
 HISTORIES = Path(__file__).parent / "histories"
 RECORD = bool(os.environ.get("LEADPILOT_RECORD_HISTORY"))
 
-Scenario = Callable[[PlanRig, WorkflowEnvironment], Awaitable[Any]]
+Scenario = Callable[[PlanRig, WorkflowEnvironment, OpenAIEmulator], Awaitable[Any]]
 
 
-async def escalation_and_auto_snooze(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+async def escalation_and_auto_snooze(rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator) -> Any:
     handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
     await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
     await advance(env, timedelta(hours=25))
@@ -54,7 +61,7 @@ async def escalation_and_auto_snooze(rig: PlanRig, env: WorkflowEnvironment) -> 
     return handle
 
 
-async def pause_and_resume(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+async def pause_and_resume(rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator) -> Any:
     handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
     state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
     await answer(handle, EngagementPlanWorkflow.complete_step, state)
@@ -72,7 +79,7 @@ async def pause_and_resume(rig: PlanRig, env: WorkflowEnvironment) -> Any:
     return handle
 
 
-async def replace_plan_after_a_send(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+async def replace_plan_after_a_send(rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator) -> Any:
     handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
     await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
     new_steps = [
@@ -90,7 +97,7 @@ async def replace_plan_after_a_send(rig: PlanRig, env: WorkflowEnvironment) -> A
     return handle
 
 
-async def cancel_while_escalating(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+async def cancel_while_escalating(rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator) -> Any:
     handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
     await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
     await advance(env, timedelta(hours=25))
@@ -100,7 +107,7 @@ async def cancel_while_escalating(rig: PlanRig, env: WorkflowEnvironment) -> Any
     return handle
 
 
-async def blocked_then_resumed(rig: PlanRig, env: WorkflowEnvironment) -> Any:
+async def blocked_then_resumed(rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator) -> Any:
     rig.telegram.add_user(OWNER)
     rig.telegram.block(OWNER)
     handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
@@ -112,7 +119,46 @@ async def blocked_then_resumed(rig: PlanRig, env: WorkflowEnvironment) -> Any:
     return handle
 
 
+async def drafts_in_loop(rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator) -> Any:
+    """Drafted, regenerated before approval, approved; then regenerated while it runs."""
+    handle = await rig.start(await rig.new_lead(), steps=None, schedule=ANYTIME)
+    await rig.wait_state(handle, lambda s: len(s.steps) >= 5 and not s.drafting)
+    await handle.execute_update(EngagementPlanWorkflow.replace_plan, ReplacePlanRequest())
+    await rig.wait_state(handle, lambda s: s.plan_version == 2 and not s.drafting)
+    await handle.execute_update(EngagementPlanWorkflow.approve)
+    state = await rig.wait_state(handle, step_is(1, StepStatus.SENT))
+    await handle.execute_update(EngagementPlanWorkflow.replace_plan, ReplacePlanRequest())
+    await rig.wait_state(handle, lambda s: s.plan_version == 3 and not s.drafting)
+    await handle.execute_update(EngagementPlanWorkflow.approve)
+    state = await rig.wait_state(
+        handle, lambda s: s.plan_version == 3 and s.steps[0].status == StepStatus.SENT
+    )
+    await answer(handle, EngagementPlanWorkflow.complete_step, state)
+    return handle
+
+
+async def drafts_in_loop_refused(
+    rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator
+) -> Any:
+    """The first draft is refused, Regenerate succeeds; a refused Regenerate of the running
+    plan leaves it running."""
+    llm.refuse("I can't help with that.")
+    handle = await rig.start(await rig.new_lead(), steps=None, schedule=ANYTIME)
+    await rig.wait_state(handle, lambda s: s.last_error is not None and not s.drafting)
+    await handle.execute_update(EngagementPlanWorkflow.replace_plan, ReplacePlanRequest())
+    await rig.wait_state(handle, lambda s: len(s.steps) >= 5 and not s.drafting)
+    await handle.execute_update(EngagementPlanWorkflow.approve)
+    await rig.wait_state(handle, step_is(1, StepStatus.SENT))
+    llm.refuse("I can't help with that.")
+    await handle.execute_update(EngagementPlanWorkflow.replace_plan, ReplacePlanRequest())
+    state = await rig.wait_state(handle, lambda s: s.last_error is not None and not s.drafting)
+    await answer(handle, EngagementPlanWorkflow.complete_step, state)
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
+    "drafts_in_loop": drafts_in_loop,
+    "drafts_in_loop_refused": drafts_in_loop_refused,
     "escalation_auto_snooze": escalation_and_auto_snooze,
     "pause_resume": pause_and_resume,
     "replace_plan_after_send": replace_plan_after_a_send,
@@ -129,8 +175,13 @@ async def test_record_history(
     target = HISTORIES / f"{name}.json"
     if target.exists():
         pytest.skip(f"{target.name} is released; record a new shape under a new name")
-    async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
-        handle = await SCENARIOS[name](rig, ts_env)
+    async with contextlib.AsyncExitStack() as stack:
+        llm = await stack.enter_async_context(OpenAIEmulator(api_key="sk-test"))
+        llm_settings = {"openai_api_key": "sk-test", "openai_base_url": llm.base_url}
+        rig = await stack.enter_async_context(
+            plan_rig(ts_env.client, db_url, pool, telegram, **llm_settings)
+        )
+        handle = await SCENARIOS[name](rig, ts_env, llm)
         history = await handle.fetch_history()
     await plan_replayer().replay_workflow(history)
     target.write_text(history.to_json())

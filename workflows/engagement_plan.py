@@ -29,7 +29,8 @@ Concurrency design (why no owner action can leave a plan stuck, resurrected or d
 
 Versioning: histories recorded from released code live in tests/histories/ and must
 replay. A change of the command sequence goes behind `workflow.patched`; see
-`PATCH_SPACED_NUDGES` for the one so far.
+`PATCH_SPACED_NUDGES` for the one so far (it also keeps the released in-place drafting,
+`_legacy_draft`/`_legacy_replace`, for plans begun before it).
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ REFUSED_BACKOFF = timedelta(minutes=10)
 
 # Nudges count their gap from the previous reminder actually sent (never a burst after
 # an outage or a block). Plans recorded before keep the round-start clock on replay.
+# The same release moved drafting into the loop (Regenerate returns at once); plans
+# begun before it (no marker) keep drafting in `_start` and the replace_plan handler.
+# Both changes shipped together, so this one marker tells the two kinds of run apart.
 PATCH_SPACED_NUDGES = "spaced-nudges"
 
 
@@ -142,6 +146,7 @@ class EngagementPlanWorkflow:
         self._poked = False
         self._cancel: CancelRequest | None = None
         self._draft: asyncio.Task[list[PlanStep]] | None = None
+        self._legacy_drafts = False  # decided on the first task (see run)
         self._refused: SendTicket | None = None
         self._remirror = False
         self._visible: tuple[PlanStatus, datetime | None] | None = None
@@ -153,7 +158,9 @@ class EngagementPlanWorkflow:
 
     @workflow.run
     async def run(self, inp: PlanInput) -> PlanSummary:
-        self._rules.spaced = workflow.patched(PATCH_SPACED_NUDGES)
+        released_with_race_free_handlers = workflow.patched(PATCH_SPACED_NUDGES)
+        self._rules.spaced = released_with_race_free_handlers
+        self._legacy_drafts = not released_with_race_free_handlers
         try:
             await self._loop(inp)
         except asyncio.CancelledError:
@@ -179,7 +186,7 @@ class EngagementPlanWorkflow:
                 self._remirror = False
                 await self._mirror()
                 continue
-            if st.drafting and self._draft is None:
+            if st.drafting and self._draft is None and not self._legacy_drafts:
                 self._start_draft()
             if self._history_is_long() and self._draft is None:
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -208,9 +215,12 @@ class EngagementPlanWorkflow:
     async def _start(self, inp: PlanInput) -> None:
         st = self._state
         if not st.steps:
-            st.drafting = True
-            self._start_draft()
-            return  # the loop takes the draft when it arrives
+            if not self._legacy_drafts:
+                st.drafting = True
+                self._start_draft()
+                return  # the loop takes the draft when it arrives
+            steps = await self._legacy_draft()
+            st.steps = [StepState.from_step(s) for s in steps or []]
         logs = [self._log("plan_created", f"plan v{st.plan_version} with {len(st.steps)} steps")]
         if inp.approved:
             self._rules.activate(workflow.now())
@@ -384,6 +394,57 @@ class EngagementPlanWorkflow:
                 self._log("plan_created", f"plan v{st.plan_version} drafted"),
             )
         await self._notify_plan_ready()
+
+    async def _legacy_draft(self) -> list[PlanStep] | None:
+        """The released draft, awaited in place: replays plans begun before PATCH_SPACED_NUDGES.
+
+        `drafting` keeps other replacements out meanwhile (they are refused as Busy).
+        """
+        st = self._state
+        st.drafting = True
+        try:
+            steps = await workflow.execute_activity(
+                "generate_plan",
+                GeneratePlanRequest(lead_id=st.lead_id, telegram_id=st.telegram_id),
+                result_type=list[PlanStep],
+                start_to_close_timeout=GENERATE_TIMEOUT,
+                schedule_to_close_timeout=GENERATE_DEADLINE,
+                retry_policy=GENERATE_RETRY,
+                summary="draft the engagement plan",
+            )
+        except ActivityError as err:
+            if _error_type(err) == "LeadClosed" and self._cancel is None:
+                self._cancel = CancelRequest(reason="lead closed")
+            st.last_error = _error_message(err)
+            await self._notify(NoticeKind.PLAN_FAILED, f"plan-failed-v{st.plan_version}")
+            return None
+        finally:
+            st.drafting = False
+        st.last_error = None
+        return steps
+
+    async def _legacy_replace(self, req: ReplacePlanRequest) -> PlanState:
+        """The released order (drafted in place, "replaced" logged, then the new version):
+        replays plans begun before PATCH_SPACED_NUDGES, whose loop interleaves with it.
+
+        After each await the plan is checked again, so a cancel meanwhile still wins.
+        """
+        st = self._state
+        steps = req.steps
+        if steps is None:
+            steps = await self._legacy_draft()
+            if steps is None:
+                raise rejected(Rejection.DRAFT_FAILED, f"could not draft a new plan: {st.last_error}")
+            self._rules.check_open(self._cancelling)
+        await self._mirror(self._log("plan_replaced", f"plan v{st.plan_version} replaced"))
+        self._rules.check_open(self._cancelling)
+        self._rules.replace(steps, workflow.now(), await_approval=False)
+        awaiting = st.status == PlanStatus.AWAITING_APPROVAL
+        verb = "drafted" if awaiting else "started"
+        await self._mirror(self._log("plan_created", f"plan v{st.plan_version} {verb}"))
+        if awaiting:
+            await self._notify_plan_ready()
+        return st
 
     # ---------------------------------------------------------------- side effects
 
@@ -645,6 +706,8 @@ class EngagementPlanWorkflow:
         """
         st = self._state
         self._validate_replace(req)
+        if self._legacy_drafts:
+            return await self._legacy_replace(req)
         if req.steps is None:
             st.drafting = True
             self._poke()
