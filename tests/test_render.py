@@ -15,7 +15,9 @@ def step(draft: str) -> StepState:
 def test_full_draft_is_offered_whenever_there_is_a_draft() -> None:
     """Even a short draft: "Full draft" sends it as its own message, easy to copy."""
     texts = [
-        b.text for row in keyboards.reminder_keyboard(1, 1, step("Hi!")).inline_keyboard for b in row
+        b.text
+        for row in keyboards.reminder_keyboard(1, 1, step("Hi!")).inline_keyboard
+        for b in row
     ]
     assert "📄 Full draft" in texts
     texts = [
@@ -33,3 +35,41 @@ def test_a_failed_draft_offers_regenerate_and_discards_only_without_a_running_pl
     ]
     assert fresh == ["🔄 Regenerate", "🗑 Discard"]
     assert running == ["🔄 Regenerate"]  # Discard would stop the plan that keeps running
+
+
+def test_callback_data_keeps_its_wire_format() -> None:
+    """Buttons already in users' chats carry these strings: prefixes, field order and
+    values must never change, and each still unpacks to the same callback."""
+    from storage.models import LeadStatus
+    from telegram_ui.callbacks import (
+        LeadAct,
+        LeadCallback,
+        LeadsPage,
+        LeadStatusCallback,
+        MakeLeadAct,
+        MakeLeadCallback,
+        PlanAct,
+        PlanCallback,
+        StepAct,
+        StepCallback,
+    )
+
+    wire = {
+        "st:s3:12:3:4": StepCallback(act=StepAct.SNOOZE_3D, lead_id=12, version=3, step_id=4),
+        "pl:re:12:3": PlanCallback(act=PlanAct.REGENERATE, lead_id=12, version=3),
+        "lp:2": LeadsPage(page=2),
+        "ld:s:12": LeadCallback(act=LeadAct.STATUS_MENU, lead_id=12),
+        "ls:12:closed_won": LeadStatusCallback(lead_id=12, status=LeadStatus.CLOSED_WON),
+        "ml:y": MakeLeadCallback(act=MakeLeadAct.YES),
+    }
+    for packed, data in wire.items():
+        assert data.pack() == packed
+        assert type(data).unpack(packed) == data
+    acts = {
+        StepAct: {"d", "s1", "s3", "k", "f", "x"},
+        PlanAct: {"go", "re", "no"},
+        LeadAct: {"o", "p", "r", "x", "s", "g"},
+        MakeLeadAct: {"y", "n"},
+    }
+    for act, values in acts.items():
+        assert set(act) == values, act
