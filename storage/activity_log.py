@@ -46,7 +46,8 @@ class ActivityLogRepository:
         return affected_rows(status) == 1
 
     async def for_lead(self, lead_id: int, limit: int = 50) -> list[ActivityLogEntry]:
-        """The lead's most recent entries, newest first."""
+        """The lead's most recent entries, newest first. No production caller: tests read the
+        log through it (the bot and Mini App read it in storage/lead_views, webapp/queries)."""
         rows = await self._db.fetch(
             """
             SELECT * FROM lead_activity_log WHERE lead_id = $1

@@ -63,7 +63,8 @@ class LeadRepository:
     async def list_for_owner(
         self, telegram_id: int, limit: int = 10, offset: int = 0
     ) -> list[Lead]:
-        """Newest first, for paging."""
+        """Newest first, for paging. No production caller: the tests' view of an owner's
+        leads (/leads reads storage/lead_views, the Mini App webapp/queries)."""
         rows = await self._db.fetch(
             """
             SELECT * FROM lead_registry WHERE telegram_id = $1
@@ -77,6 +78,7 @@ class LeadRepository:
         return [Lead.from_record(r) for r in rows]
 
     async def count_for_owner(self, telegram_id: int) -> int:
+        """No production caller: the tests' count of an owner's leads (see list_for_owner)."""
         count = await self._db.fetchval(
             "SELECT count(*) FROM lead_registry WHERE telegram_id = $1", telegram_id
         )

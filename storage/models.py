@@ -1,8 +1,9 @@
 """Row models: one pydantic model per table, built straight from asyncpg records.
 
-Status enums mirror the CHECK constraints of migrations/001_schema.sql. They are defined
-here rather than imported from workflows/ so storage stays independent of it; StrEnum
-values compare equal to the workflow's own enums' values.
+Status enums mirror the CHECK constraints of migrations/ (tests/test_status_enums.py holds
+them to the constraints a migrated database has). They are defined here rather than
+imported from workflows/ so storage stays independent of it; StrEnum values compare equal
+to the workflow's own enums' values (the same test checks they agree).
 """
 
 from __future__ import annotations
