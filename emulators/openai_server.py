@@ -20,11 +20,12 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
+
+from emulators.serving import LocalServer
 
 __all__ = ["OpenAIEmulator", "RecordedRequest"]
 
@@ -88,7 +89,7 @@ class _Scripted:
     seconds: float = 0.0
 
 
-class OpenAIEmulator:
+class OpenAIEmulator(LocalServer):
     """OpenAI-compatible HTTP server with a script of upcoming answers.
 
     Each scripted behaviour is used by exactly one `POST /v1/chat/completions`; when the
@@ -100,7 +101,6 @@ class OpenAIEmulator:
         self.models = tuple(models)
         self.requests: list[RecordedRequest] = []
         self._script: deque[_Scripted] = deque()
-        self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._ids = itertools.count(1)
 
@@ -114,31 +114,9 @@ class OpenAIEmulator:
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_get("/v1/models/{model}", self._get_model)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._runner = runner
+        bound_host, bound_port = await self._listen(app, host, port, access_log=None)
         self._base_url = f"http://{bound_host}:{bound_port}/v1"
         return self._base_url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> OpenAIEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def base_url(self) -> str:
