@@ -18,6 +18,7 @@ _COLUMNS = (
     "due_at, status, snooze_count, reminder_count, last_reminded_at, completed_at, "
     "message_id, revision"
 )
+_COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
 
 # A write with a lower revision than the stored row is stale (a retried or reordered
 # mirror call) and is dropped; equal revisions rewrite the same values, so a retry is a
@@ -68,25 +69,9 @@ class ReminderRepository:
         if not latest:
             return 0
         items = list(latest.values())
-        status = await self._db.execute(
-            _UPSERT_STEPS,
-            [r.lead_id for r in items],
-            [r.telegram_id for r in items],
-            [r.plan_version for r in items],
-            [r.step_id for r in items],
-            [r.action_type for r in items],
-            [r.description for r in items],
-            [r.draft_text for r in items],
-            [r.due_at for r in items],
-            [r.status.value for r in items],
-            [r.snooze_count for r in items],
-            [r.reminder_count for r in items],
-            [r.last_reminded_at for r in items],
-            [r.completed_at for r in items],
-            [r.message_id for r in items],
-            [r.revision for r in items],
-        )
-        return affected_rows(status)
+        # One array per column, in _COLUMNS order (the statement's $1 … $15).
+        arrays = [[getattr(r, column) for r in items] for column in _COLUMN_NAMES]
+        return affected_rows(await self._db.execute(_UPSERT_STEPS, *arrays))
 
     async def close_older_versions(self, lead_id: int, plan_version: int, revision: int) -> int:
         """Cancel the open rows of the lead's replaced plans (the plan state no longer holds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from storage.models import LeadStatus
+from telegram_ui import callbacks as cb
 from telegram_ui import keyboards
 from workflows.models import StepState
 
@@ -40,36 +42,22 @@ def test_a_failed_draft_offers_regenerate_and_discards_only_without_a_running_pl
 def test_callback_data_keeps_its_wire_format() -> None:
     """Buttons already in users' chats carry these strings: prefixes, field order and
     values must never change, and each still unpacks to the same callback."""
-    from storage.models import LeadStatus
-    from telegram_ui.callbacks import (
-        LeadAct,
-        LeadCallback,
-        LeadsPage,
-        LeadStatusCallback,
-        MakeLeadAct,
-        MakeLeadCallback,
-        PlanAct,
-        PlanCallback,
-        StepAct,
-        StepCallback,
-    )
-
     wire = {
-        "st:s3:12:3:4": StepCallback(act=StepAct.SNOOZE_3D, lead_id=12, version=3, step_id=4),
-        "pl:re:12:3": PlanCallback(act=PlanAct.REGENERATE, lead_id=12, version=3),
-        "lp:2": LeadsPage(page=2),
-        "ld:s:12": LeadCallback(act=LeadAct.STATUS_MENU, lead_id=12),
-        "ls:12:closed_won": LeadStatusCallback(lead_id=12, status=LeadStatus.CLOSED_WON),
-        "ml:y": MakeLeadCallback(act=MakeLeadAct.YES),
+        "st:s3:12:3:4": cb.StepCallback(act=cb.StepAct.SNOOZE_3D, lead_id=12, version=3, step_id=4),
+        "pl:re:12:3": cb.PlanCallback(act=cb.PlanAct.REGENERATE, lead_id=12, version=3),
+        "lp:2": cb.LeadsPage(page=2),
+        "ld:s:12": cb.LeadCallback(act=cb.LeadAct.STATUS_MENU, lead_id=12),
+        "ls:12:closed_won": cb.LeadStatusCallback(lead_id=12, status=LeadStatus.CLOSED_WON),
+        "ml:y": cb.MakeLeadCallback(act=cb.MakeLeadAct.YES),
     }
     for packed, data in wire.items():
         assert data.pack() == packed
         assert type(data).unpack(packed) == data
     acts = {
-        StepAct: {"d", "s1", "s3", "k", "f", "x"},
-        PlanAct: {"go", "re", "no"},
-        LeadAct: {"o", "p", "r", "x", "s", "g"},
-        MakeLeadAct: {"y", "n"},
+        cb.StepAct: {"d", "s1", "s3", "k", "f", "x"},
+        cb.PlanAct: {"go", "re", "no"},
+        cb.LeadAct: {"o", "p", "r", "x", "s", "g"},
+        cb.MakeLeadAct: {"y", "n"},
     }
     for act, values in acts.items():
         assert set(act) == values, act
