@@ -9,7 +9,8 @@ writes only the files that are missing.
 `draft_regenerate_approve`, `draft_refused_then_regenerated`, `regenerate_running_plan`
 and `regenerate_refused_while_running` were recorded from c1797ec, the release that still
 drafted inside the handler (the recorder there was a one-off copy of these scenarios);
-the `drafts_in_loop*` files are the same journeys as the code drafts now.
+`cancelled_in_temporal` too (a cancel request from the UI or CLI). The `drafts_in_loop*`
+files are the same journeys as the code drafts now.
 """
 
 from __future__ import annotations
@@ -156,7 +157,19 @@ async def drafts_in_loop_refused(
     return handle
 
 
+async def cancel_request_ends_the_plan(
+    rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator
+) -> Any:
+    """A cancel request from the UI or CLI closes the rows and completes with a summary."""
+    handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
+    await rig.wait_state(handle, step_is(1, StepStatus.SENT))
+    await handle.cancel()
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
+    "cancel_request_ends_the_plan": cancel_request_ends_the_plan,
     "drafts_in_loop": drafts_in_loop,
     "drafts_in_loop_refused": drafts_in_loop_refused,
     "escalation_auto_snooze": escalation_and_auto_snooze,

@@ -146,7 +146,8 @@ class EngagementPlanWorkflow:
         self._poked = False
         self._cancel: CancelRequest | None = None
         self._draft: asyncio.Task[list[PlanStep]] | None = None
-        self._legacy_drafts = False  # decided on the first task (see run)
+        # Decided on the first task (see run): a run begun before the race-free release.
+        self._legacy = False
         self._refused: SendTicket | None = None
         self._remirror = False
         self._visible: tuple[PlanStatus, datetime | None] | None = None
@@ -160,12 +161,14 @@ class EngagementPlanWorkflow:
     async def run(self, inp: PlanInput) -> PlanSummary:
         released_with_race_free_handlers = workflow.patched(PATCH_SPACED_NUDGES)
         self._rules.spaced = released_with_race_free_handlers
-        self._legacy_drafts = not released_with_race_free_handlers
+        self._legacy = not released_with_race_free_handlers
         try:
             await self._loop(inp)
         except asyncio.CancelledError:
             # "Request Cancellation" in the UI or `temporal workflow cancel`: the same as
             # the cancel signal, so rows are closed, it is logged and a summary returned.
+            if self._legacy:
+                raise  # released before: such runs ended as cancelled executions
             if self._cancel is None:
                 self._cancel = CancelRequest(reason="cancelled in Temporal by an operator")
         if self._cancel is not None and self._rules.is_open:
@@ -186,7 +189,7 @@ class EngagementPlanWorkflow:
                 self._remirror = False
                 await self._mirror()
                 continue
-            if st.drafting and self._draft is None and not self._legacy_drafts:
+            if st.drafting and self._draft is None and not self._legacy:
                 self._start_draft()
             if self._history_is_long() and self._draft is None:
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -215,7 +218,7 @@ class EngagementPlanWorkflow:
     async def _start(self, inp: PlanInput) -> None:
         st = self._state
         if not st.steps:
-            if not self._legacy_drafts:
+            if not self._legacy:
                 st.drafting = True
                 self._start_draft()
                 return  # the loop takes the draft when it arrives
@@ -706,7 +709,7 @@ class EngagementPlanWorkflow:
         """
         st = self._state
         self._validate_replace(req)
-        if self._legacy_drafts:
+        if self._legacy:
             return await self._legacy_replace(req)
         if req.steps is None:
             st.drafting = True
