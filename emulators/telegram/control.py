@@ -33,15 +33,7 @@ class ControlMixin(EmulatorCore):
         entities: list[dict[str, Any]] = []
         if match := _BOT_COMMAND_RE.match(text):
             entities.append({"type": "bot_command", "offset": 0, "length": utf16_len(match[0])})
-        message = self._store_message(
-            self.chats[user_id],
-            user,
-            text,
-            entities,
-            reply_to_message_id=reply_to_message_id,
-        )
-        self._enqueue("message", message.to_api())
-        return message
+        return self._user_message(user, text, entities, reply_to_message_id=reply_to_message_id)
 
     def forward(
         self,
@@ -81,7 +73,26 @@ class ControlMixin(EmulatorCore):
             origin = {"type": "channel", "chat": channel, "message_id": 1, "date": date}
         else:
             origin = {"type": "hidden_user", "sender_user_name": origin_name, "date": date}
-        message = self._store_message(self.chats[user_id], user, text, [], forward_origin=origin)
+        return self._user_message(user, text, [], forward_origin=origin)
+
+    def _user_message(
+        self,
+        user: User,
+        text: str,
+        entities: list[dict[str, Any]],
+        *,
+        reply_to_message_id: int | None = None,
+        forward_origin: dict[str, Any] | None = None,
+    ) -> Message:
+        """The user's message lands in their private chat and is queued as an update."""
+        message = self._store_message(
+            self.chats[user.id],
+            user,
+            text,
+            entities,
+            reply_to_message_id=reply_to_message_id,
+            forward_origin=forward_origin,
+        )
         self._enqueue("message", message.to_api())
         return message
 
