@@ -9,7 +9,8 @@ writes only the files that are missing.
 `draft_regenerate_approve`, `draft_refused_then_regenerated`, `regenerate_running_plan`
 and `regenerate_refused_while_running` were recorded from c1797ec, the release that still
 drafted inside the handler (the recorder there was a one-off copy of these scenarios);
-`cancelled_in_temporal` too (a cancel request from the UI or CLI). The `drafts_in_loop*`
+`cancelled_in_temporal` (a cancel request from the UI or CLI) and
+`snooze_schedule_continue_as_new` too. The `drafts_in_loop*`
 files are the same journeys as the code drafts now.
 """
 
