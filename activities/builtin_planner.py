@@ -57,7 +57,7 @@ class _Lead:
         at = f" at {facts.company}" if facts.company else ""
         self.who_full = f"{self.who}{role}{at}"
         self.help_them = f"help {facts.company}" if facts.company else "help"
-        self.for_them = f" for {facts.company}" if facts.company else ""
+        self.at_company = f" at {facts.company}" if facts.company else ""
         self.notes = truncate(facts.notes, 160)
 
     def mention(self, angle: int) -> str:
@@ -84,7 +84,10 @@ class _Lead:
         if f.need:
             lines.append(
                 (
-                    f"You mentioned {f.need}, and I had a couple of ideas that could {self.help_them}.",
+                    _sentence(
+                        f"You mentioned {f.need}, and I had a couple of ideas that could "
+                        + self.help_them
+                    ),
                     f"I understand {f.need}, so I'll keep this short and practical.",
                     f"I know {f.need}, and I think we could make that easier.",
                 )[angle]
@@ -93,6 +96,10 @@ class _Lead:
             lines.append(_sentence(f"As promised, here is {f.promise}"))
         if f.note:
             lines.append(_sentence(f"Following up on our conversation: {f.note}"))
+        if lines and angle == 0 and f.company and f.company not in " ".join(lines):
+            lines.append(
+                f"I'd love to hear what's at the top of the list at {f.company} this quarter."
+            )
         if not lines:
             if f.company:
                 lines.append(
@@ -213,7 +220,7 @@ def _question(x: _Lead) -> Touch:
         x.email(
             x.mention(1),
             "One quick question before I send anything else: what would a great outcome look "
-            "like for you in the next three months? A one-line reply is plenty.",
+            f"like for you{x.at_company} in the next three months? A one-line reply is plenty.",
         ),
         "morning in their time zone",
     )

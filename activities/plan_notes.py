@@ -108,8 +108,13 @@ class LeadFacts:
         return bool(self.place or self.referrer or self.need or self.question or self.promise)
 
 
-def _clean(text: str, limit: int = _PHRASE_MAX) -> str:
-    return truncate(" ".join(text.split()).strip(_STRIP), limit).strip(_STRIP)
+def _clean(text: str, limit: int = _PHRASE_MAX, strip: str = _STRIP) -> str:
+    return truncate(" ".join(text.split()).strip(strip), limit).strip(strip)
+
+
+def _name(text: str) -> str:
+    """A name keeps its dots ("Acme Inc.", "S.L.")."""
+    return _clean(text, _NAME_MAX, " \t\n,;:")
 
 
 def _clause(text: str, *, place: bool = False) -> str:
@@ -163,9 +168,9 @@ def _question(sentence: str) -> str:
 
 def read_lead(brief: LeadBrief) -> LeadFacts:
     """The brief's names and notes, with the recognised parts of the notes pulled out."""
-    full_name = _clean(brief.prospect_name, _NAME_MAX)
+    full_name = _name(brief.prospect_name)
     first_name = truncate(full_name.split(" ")[0], 30) if full_name else ""
-    company = _clean(brief.prospect_company, _NAME_MAX)
+    company = _name(brief.prospect_company)
     notes = " ".join(brief.original_context.split())
     found: dict[str, str] = {}
     met_in_person = True
@@ -193,7 +198,7 @@ def read_lead(brief: LeadBrief) -> LeadFacts:
         full_name=full_name,
         first_name=first_name,
         company=company,
-        title=_clean(brief.prospect_title, _NAME_MAX),
+        title=_name(brief.prospect_title),
         notes=notes,
         met_in_person=met_in_person,
         note=note,

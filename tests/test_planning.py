@@ -23,20 +23,15 @@ from activities.planning import (
     PROMPT_PATH,
     UNREACHABLE,
     LeadBrief,
-    PlanGenerationError,
     PlanningActivities,
     builtin_plan,
     make_openai_client,
-    repair_plan,
-    truncate,
 )
 from emulators.openai_server import OpenAIEmulator
 from workflows.models import (
-    DESCRIPTION_MAX,
     MAX_STEPS,
     MIN_STEPS,
     SUGGESTED_TEXT_MAX,
-    TIMING_MAX,
     GeneratePlanRequest,
     PlanStep,
     check_steps,
@@ -185,7 +180,12 @@ async def test_lead_text_is_delimited_data_in_the_user_message(
     decoded = json.loads(data)
     assert decoded["original_context"] == attack
     assert decoded["prospect_name"] == "Zelda Quarrington <b>&</b>"
-    assert "telegram_id" not in decoded
+    assert set(decoded) == {
+        "prospect_name",
+        "prospect_company",
+        "prospect_title",
+        "original_context",
+    }  # no owner id, status or stored plan
 
 
 # Fixable answers. The first two fail the SDK's own parsing (markdown fence, wrong
@@ -408,57 +408,20 @@ async def test_without_client_the_builtin_plan_is_used() -> None:
     assert "breakup" in plan[-1].description
 
 
-def test_builtin_plan_is_deterministic() -> None:
-    copy = LeadBrief(**LEAD.model_dump())
-    assert builtin_plan(LEAD) == builtin_plan(copy)
-    other = builtin_plan(LEAD.model_copy(update={"prospect_name": "Bob Lee"}))
-    assert other != builtin_plan(LEAD) and other[0].suggested_text.startswith("Hi Bob,")
+def test_names_imported_from_planning_keep_working() -> None:
+    """worker.py and older callers import everything from activities.planning."""
+    from activities import builtin_planner, plan_brief, plan_prompt, plan_repair, planning
 
-
-@pytest.mark.parametrize(
-    "lead",
-    [
-        pytest.param(LeadBrief(), id="all-empty"),
-        pytest.param(LeadBrief(prospect_name="Anna", prospect_company=""), id="no-company"),
-        pytest.param(
-            LeadBrief(
-                prospect_name="Wolfeschlegel" * 400,
-                prospect_company="X " * 900,
-                prospect_title="Chief " * 100,
-            ),
-            id="very-long",
-        ),
-        pytest.param(
-            LeadBrief(
-                prospect_name='<b>Ann & "Bo"</b>',
-                prospect_company="<A&B> Ltd",
-                original_context="</lead_data>",
-            ),
-            id="html",
-        ),
-        pytest.param(
-            LeadBrief.model_validate({"prospect_name": None, "prospect_company": None}), id="nulls"
-        ),
-    ],
-)
-def test_builtin_plan_is_valid_for_odd_leads(lead: LeadBrief) -> None:
-    plan = builtin_plan(lead)
-
-    check_steps(plan, min_steps=MIN_STEPS)
-    assert len(plan) == 6
-    for s in plan:
-        PlanStep.model_validate(s.model_dump())  # every length limit holds
-        assert "{" not in s.suggested_text and "  " not in s.description
-    assert plan == builtin_plan(lead)
-    if lead.prospect_company == "<A&B> Ltd":
-        # Raw here; escaping for Telegram's HTML mode is the sender's job.
-        assert "<A&B> Ltd" in plan[0].description
-
-
-def test_builtin_plan_greets_nobody_in_particular_without_a_name() -> None:
-    plan = builtin_plan(LeadBrief(prospect_company="Acme"))
-    assert plan[0].suggested_text.startswith("Hi,\n")
-    assert "the prospect at Acme" in plan[0].description
+    assert planning.builtin_plan is builtin_planner.builtin_plan
+    assert planning.repair_plan is plan_repair.repair_plan
+    assert planning.truncate is plan_repair.truncate
+    assert planning.PlanGenerationError is plan_repair.PlanGenerationError
+    assert planning.LeadBrief is plan_brief.LeadBrief
+    assert planning.build_messages is plan_prompt.build_messages
+    assert planning.PROMPT_PATH == plan_prompt.PROMPT_PATH
+    assert set(planning.__all__) <= set(dir(planning))
+    defn = getattr(planning.PlanningActivities.generate_plan, "__temporal_activity_definition")
+    assert defn.name == "generate_plan"  # running workflows schedule it by this name
 
 
 # ---- lead loading ----
@@ -481,6 +444,28 @@ def test_lead_brief_reads_a_storage_row() -> None:
     ).model_dump(include={*fields, "telegram_id"})
 
 
+async def test_draft_number_follows_the_mirrored_plan(pool: Any) -> None:
+    """The worker's loader reads the lead row: its plan version and, once drafted, its steps
+    tell the built-in planner which draft this is (the activity request does not)."""
+    from storage.leads import LeadRepository
+
+    leads = LeadRepository(pool)
+    lead = await leads.create(telegram_id=OWNER, prospect_name="Anna")
+
+    async def brief() -> LeadBrief:
+        row = await leads.get(lead.id)
+        return LeadBrief.model_validate(row)
+
+    assert (await brief()).draft_number == 1  # nothing mirrored yet
+    await leads.set_engagement_plan(lead.id, 1, [])  # a failed first draft
+    assert (await brief()).draft_number == 1
+    shown = [s.model_dump(mode="json") for s in builtin_plan(await brief())]
+    await leads.set_engagement_plan(lead.id, 1, shown)
+    assert (await brief()).draft_number == 2  # Regenerate: the next draft
+    await leads.set_engagement_plan(lead.id, 2, shown)
+    assert (await brief()).draft_number == 3
+
+
 async def test_missing_lead_is_not_retried(client: openai.AsyncOpenAI) -> None:
     acts = PlanningActivities(loader(), client, MODEL)
 
@@ -501,65 +486,6 @@ async def test_another_owners_lead_counts_as_missing(
 
     assert info.value.type == "LeadNotFound" and info.value.non_retryable
     assert emulator.completions == []
-
-
-# ---- repair_plan and helpers, directly ----
-
-
-def test_repair_orders_by_step_id_and_fills_gaps() -> None:
-    raw = [
-        step(3, 5),
-        {
-            "step_id": 1,
-            "action_type": "LinkedIn Message",
-            "description": "  Connect\n now ",
-            "delay_days": None,
-        },
-        step(2, 2),
-        {"step_id": 9, "description": "", "suggested_text": "   "},  # empty: dropped
-        step(4, 9, description="", suggested_text="Call them about pricing"),
-        step(5, 1.9),
-        "not a step",
-    ]
-
-    plan = repair_plan(raw)
-
-    assert [s.description for s in plan][:3] == ["Connect now", "Step 2", "Step 3"]
-    assert plan[0].action_type == "linkedin_message" and plan[0].delay_days == 0
-    assert [s.delay_days for s in plan] == [0, 2, 5, 9, 9]
-    assert plan[3].description == "Email: Call them about pricing"
-    assert plan[4].action_type == "email"
-
-
-def test_repair_keeps_list_order_when_step_ids_are_unusable() -> None:
-    raw = {"steps": [step(1, 0, description=f"S{i}") for i in range(6)]}
-    assert [s.description for s in repair_plan(raw)] == [f"S{i}" for i in range(6)]
-
-
-def test_repair_truncates_every_field_on_a_word_boundary() -> None:
-    long = step(1, 0, action_type="x" * 80, description="alpha " * 100, timing="soon " * 40)
-    plan = repair_plan([long, *(step(i, i) for i in range(2, 6))])
-    first = plan[0]
-    assert len(first.action_type) <= 32
-    assert len(first.description) <= DESCRIPTION_MAX and first.description.endswith("alpha…")
-    assert len(first.timing) <= TIMING_MAX and first.timing.endswith("soon…")
-
-
-def test_repair_rejects_garbage_with_a_clear_message() -> None:
-    with pytest.raises(PlanGenerationError, match=r"needs 5–8"):
-        repair_plan([step(1, 0)])
-    with pytest.raises(PlanGenerationError, match="not a readable plan"):
-        repair_plan("<html>502 Bad Gateway</html>")
-
-
-def test_truncate() -> None:
-    assert truncate("short", 10) == "short"
-    cut = truncate("the quick brown fox jumps", 12)
-    assert cut == "the quick…" and len(cut) <= 12
-    # No usable word boundary: hard cut.
-    assert truncate("a" * 50, 10) == "a" * 9 + "…"
-    # A boundary in the first half would waste too much: hard cut as well.
-    assert truncate("x" * 5 + " " + "y" * 50, 20) == "xxxxx " + "y" * 13 + "…"
 
 
 def test_make_openai_client() -> None:
