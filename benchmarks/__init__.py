@@ -1,0 +1,1 @@
+"""Benchmarks on the real stack: `python -m benchmarks …` (see __main__.py)."""
