@@ -164,8 +164,6 @@ def notice_text(req: NoticeRequest, name: str, company: str | None) -> str:
             )
         case NoticeKind.PLAN_COMPLETED:
             return f"🎉 All steps of the plan for {label} are done."
-        case NoticeKind.PLAN_RESUMED:
-            return f"▶️ The plan for {label} is running again."
 
 
 # ---- after an owner's action (bot and Mini App) ----

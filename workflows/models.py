@@ -314,7 +314,6 @@ class NoticeKind(StrEnum):
     PLAN_FAILED = "plan_failed"
     AUTO_SNOOZED = "auto_snoozed"
     PLAN_COMPLETED = "plan_completed"
-    PLAN_RESUMED = "plan_resumed"
 
 
 class NoticeRequest(BaseModel):
