@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     # Plans kept in the worker's memory between tasks (sticky cache); 0 replays every
     # task from history (slower, used by the model-based tests to replay all the time).
     max_cached_workflows: int = Field(default=1000, ge=0)
+    # Worker concurrency (benchmarks/, BENCHMARKS.md): workflow tasks and activities one
+    # process takes at once, its pollers per queue, and its PostgreSQL connections.
+    max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
+    max_concurrent_activities: int = Field(default=100, ge=1)
+    max_concurrent_local_activities: int = Field(default=100, ge=1)
+    workflow_task_pollers: int = Field(default=5, ge=2)
+    activity_task_pollers: int = Field(default=5, ge=1)
+    worker_db_pool_size: int = Field(default=10, ge=1)
 
     bot_mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None

@@ -16,7 +16,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, PollerBehaviorSimpleMaximum, Worker
 
 from activities.metrics import LATENESS_BUCKETS
 from activities.mirror import MirrorActivities
@@ -91,6 +91,11 @@ def engagement_worker(
         activities=[planning.generate_plan, mirror.sync_plan],
         interceptors=interceptors,
         max_cached_workflows=settings.max_cached_workflows,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_local_activities=settings.max_concurrent_local_activities,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
     )
 
 
@@ -120,6 +125,8 @@ def telegram_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=3),
         # Enforced by the server, so it holds across any number of workers.
         max_task_queue_activities_per_second=settings.telegram_sends_per_second,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
     )
 
 
@@ -169,7 +176,9 @@ async def running_workers(settings: Settings) -> AsyncIterator[None]:
     loading = asyncio.create_task(asyncio.to_thread(_import_clients, settings, queues))
     runtime = metrics_runtime(settings.metrics_port) if settings.metrics_port else None
     client = await connect(settings.temporal_address, settings.temporal_namespace, runtime)
-    pool = await create_pool(settings.database_url.get_secret_value())
+    pool = await create_pool(
+        settings.database_url.get_secret_value(), max_size=settings.worker_db_pool_size
+    )
     await loading
     interceptors = outage_interceptors()
     workers = []
