@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 
 VENV_BIN = Path(sys.prefix) / "bin"
 TEMPORAL_CLI = VENV_BIN / "temporal"
@@ -101,6 +104,56 @@ async def telegram() -> AsyncIterator[Any]:
     await emu.start()
     yield emu
     await emu.stop()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class OpenRequests:
+    """Requests an emulator has received and not yet answered, by Bot API method (or path
+    for other routes): what a test waits on instead of sleeping. Installed through the
+    emulator's public ``add_app_hook`` before it starts.
+
+    The middleware waits until the whole body has arrived before the emulator's handler
+    runs, so the handler then reads it and reaches its long-poll wait without giving up
+    the event loop: once ``wait_open`` returns, the request is parked in the server, not
+    merely on its way.
+    """
+
+    def __init__(self) -> None:
+        self.open: Counter[str] = Counter()
+        self._changed = asyncio.Event()
+
+    def install(self, app: web.Application) -> None:
+        @web.middleware
+        async def track(request: web.Request, handler: Handler) -> web.StreamResponse:
+            key = request.match_info.get("method", request.path).lower()
+            await request.content.wait_eof()  # the whole body is here, not yet read
+            self.open[key] += 1
+            self._bump()
+            try:
+                return await handler(request)
+            finally:
+                self.open[key] -= 1
+                self._bump()
+
+        app.middlewares.append(track)
+
+    def _bump(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_open(self, key: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Until ``count`` requests of ``key`` are being handled (bounded)."""
+        async with asyncio.timeout(timeout):
+            while self.open[key.lower()] < count:
+                await self._changed.wait()
+
+
+@pytest.fixture
+def open_requests() -> OpenRequests:
+    """Pass ``open_requests.install`` to an emulator's ``add_app_hook`` before it starts."""
+    return OpenRequests()
 
 
 @pytest.fixture

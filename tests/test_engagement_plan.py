@@ -12,8 +12,9 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -23,6 +24,7 @@ from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
 from tests.rig import ANYTIME, OWNER, STEPS, eventually, local, plan_rig
 from workflows.engagement_plan import EngagementPlanWorkflow
+from workflows.errors import Rejection, rejection_of
 from workflows.models import (
     ApproveRequest,
     CancelRequest,
@@ -40,6 +42,10 @@ from workflows.sandbox import workflow_runner
 from workflows.timing import fit_to_window
 
 BERLIN = Schedule(timezone="Europe/Berlin")
+# How far a workflow-clock reading may sit from what the plan says. The test server's clock
+# is locked while a test polls, so only real seconds of worker latency pass: minutes tell
+# "at its due time" from "a nudge or a day late" without measuring speed.
+SLACK = timedelta(minutes=5)
 
 
 async def search_attribute(handle: WorkflowHandle[Any, Any], name: str) -> Any:
@@ -105,6 +111,24 @@ async def log_types(pool: asyncpg.Pool, lead_id: int) -> list[str]:
     ]
 
 
+def first_send(history: WorkflowHistory) -> tuple[HistoryEvent, HistoryEvent]:
+    """The first send_reminder's scheduled and started events. The started event is written
+    when the activity finished: it carries the attempt that succeeded."""
+    scheduled = next(
+        e
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "send_reminder"
+    )
+    started = next(
+        e
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.scheduled_event_id == scheduled.event_id
+    )
+    return scheduled, started
+
+
 def sent_after(state: PlanState, step_id: int, due: datetime | None) -> timedelta:
     step = state.step(step_id)
     assert step is not None and step.last_reminded_at is not None and due is not None
@@ -157,7 +181,7 @@ async def test_three_week_plan_end_to_end(
                 assert due == fit_to_window(answered_at + gap, BERLIN)
             await advance_to(ts_env, due)
             state = await rig.wait_state(handle, step_is(step.step_id, StepStatus.SENT))
-            assert timedelta(0) <= sent_after(state, step.step_id, due) < timedelta(seconds=5)
+            assert timedelta(0) <= sent_after(state, step.step_id, due) < SLACK
             assert f"Step {position} of 6" in reminders_to(telegram, OWNER)[-1]
             await rig.assert_mirror_matches(state)
             # Answer a few hours later, inside the nudge interval.
@@ -170,7 +194,7 @@ async def test_three_week_plan_end_to_end(
                 await rig.assert_mirror_matches(state)
                 await advance_to(ts_env, snoozed.due_at)
                 state = await rig.wait_state(handle, step_is(step.step_id, StepStatus.SENT))
-                assert sent_after(state, step.step_id, snoozed.due_at) < timedelta(seconds=5)
+                assert timedelta(0) <= sent_after(state, step.step_id, snoozed.due_at) < SLACK
                 action = "done"
             update = (
                 EngagementPlanWorkflow.complete_step
@@ -217,13 +241,13 @@ async def test_nudges_then_auto_snooze_then_new_round(
 
         await advance(ts_env, timedelta(hours=1, seconds=2))
         state = await rig.wait_state(handle, lambda s: s.steps[0].reminder_count == 2)
-        assert sent_after(state, 1, first + timedelta(hours=24)) < timedelta(seconds=5)
+        assert timedelta(0) <= sent_after(state, 1, first + timedelta(hours=24)) < SLACK
         assert "reminder 2" in reminders_to(telegram, OWNER)[-1]
         await rig.assert_mirror_matches(state)
 
         await advance_to(ts_env, first + timedelta(hours=72))
         state = await rig.wait_state(handle, lambda s: s.steps[0].reminder_count == 3)
-        assert sent_after(state, 1, first + timedelta(hours=72)) < timedelta(seconds=5)
+        assert timedelta(0) <= sent_after(state, 1, first + timedelta(hours=72)) < SLACK
         assert len(reminders_to(telegram, OWNER)) == 3
 
         # 24 h after the third unanswered reminder: auto-snooze 7 days, owner told, count reset.
@@ -232,7 +256,7 @@ async def test_nudges_then_auto_snooze_then_new_round(
         step = state.steps[0]
         assert (step.status, step.reminder_count) == (StepStatus.PENDING, 0)
         assert step.due_at is not None
-        assert abs(step.due_at - (first + timedelta(hours=96, days=7))) < timedelta(seconds=5)
+        assert abs(step.due_at - (first + timedelta(hours=96, days=7))) < SLACK
         notice = await telegram.wait_for(
             lambda c: c.method == "sendMessage" and "No answer to 3" in c.params.get("text", "")
         )
@@ -267,7 +291,7 @@ async def test_pause_keeps_remaining_delay_and_vacation_resumes_itself(
         state = await handle.execute_update(EngagementPlanWorkflow.pause, PauseRequest())
         assert state.status == PlanStatus.PAUSED
         assert state.remaining_seconds is not None
-        assert abs(state.remaining_seconds - 86400) < 10
+        assert abs(state.remaining_seconds - 86400) < SLACK.total_seconds()
         assert await search_attribute(handle, "PlanStatus") == "paused"
 
         await advance(ts_env, timedelta(days=5))
@@ -275,16 +299,17 @@ async def test_pause_keeps_remaining_delay_and_vacation_resumes_itself(
         assert state.steps[1].status == StepStatus.PENDING
         assert len(reminders_to(telegram, OWNER)) == 1
 
-        with pytest.raises(WorkflowUpdateFailedError):
+        with pytest.raises(WorkflowUpdateFailedError) as err:
             await handle.execute_update(
                 EngagementPlanWorkflow.pause, PauseRequest(until=datetime(2000, 1, 1, tzinfo=UTC))
             )
+        assert rejection_of(err.value) == Rejection.INVALID  # a pause end in the past
 
         resumed_at = await ts_env.get_current_time()
         state = await handle.execute_update(EngagementPlanWorkflow.resume)
         new_due = state.steps[1].due_at
         assert new_due is not None
-        assert abs((new_due - resumed_at) - timedelta(days=1)) < timedelta(seconds=10)
+        assert abs((new_due - resumed_at) - timedelta(days=1)) < SLACK
         await rig.assert_mirror_matches(state)
 
         # A vacation: pause until a date; the plan resumes by itself, the clock shifted.
@@ -295,7 +320,7 @@ async def test_pause_keeps_remaining_delay_and_vacation_resumes_itself(
         state = await rig.wait_state(handle, lambda s: s.status == PlanStatus.ACTIVE)
         shifted = state.steps[1].due_at
         assert shifted is not None
-        assert abs(shifted - (back + timedelta(hours=12))) < timedelta(seconds=10)
+        assert abs(shifted - (back + timedelta(hours=12))) < SLACK
         await advance_to(ts_env, shifted)
         await rig.wait_state(handle, lambda s: s.steps[1].status == StepStatus.SENT)
         types = await log_types(pool, lead)
@@ -327,16 +352,18 @@ async def test_replace_plan_closes_old_rows_and_stales_old_buttons(
         # A button from the old plan's reminder is stale.
         with pytest.raises(WorkflowUpdateFailedError) as err:
             await answer(handle, EngagementPlanWorkflow.complete_step, old)
+        assert rejection_of(err.value) == Rejection.ALREADY_HANDLED
         assert "replaced" in str(err.value.cause)
         # Invalid steps are rejected by the validator and change nothing.
         bad = [
             PlanStep(step_id=1, action_type="x", description="a", delay_days=5),
             PlanStep(step_id=2, action_type="x", description="b", delay_days=1),
         ]
-        with pytest.raises(WorkflowUpdateFailedError):
+        with pytest.raises(WorkflowUpdateFailedError) as err:
             await handle.execute_update(
                 EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=bad)
             )
+        assert rejection_of(err.value) == Rejection.INVALID
         assert (await handle.query(EngagementPlanWorkflow.state)).plan_version == 2
 
 
@@ -349,26 +376,31 @@ async def test_stale_and_repeated_actions_are_rejected(
         state = await rig.wait_state(
             handle, lambda s: s.status == PlanStatus.AWAITING_APPROVAL and s.revision > 0
         )
-        with pytest.raises(WorkflowUpdateFailedError, match="update"):
+        # A step answer before approval: refused because the plan hasn't started.
+        with pytest.raises(WorkflowUpdateFailedError) as err:
             await answer(
                 handle,
                 EngagementPlanWorkflow.complete_step,
                 state.model_copy(update={"current_step_id": 1}),
             )
+        assert rejection_of(err.value) == Rejection.NOT_STARTED
         await handle.execute_update(EngagementPlanWorkflow.approve)
         with pytest.raises(WorkflowUpdateFailedError) as err:
             await handle.execute_update(EngagementPlanWorkflow.approve)
+        assert rejection_of(err.value) == Rejection.ALREADY_HANDLED
         assert "already handled" in str(err.value.cause)
 
         state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
         done = await answer(handle, EngagementPlanWorkflow.complete_step, state)
         with pytest.raises(WorkflowUpdateFailedError) as err:
             await answer(handle, EngagementPlanWorkflow.complete_step, state)  # double tap
+        assert rejection_of(err.value) == Rejection.ALREADY_HANDLED
         assert "already handled: step 1 is completed" in str(err.value.cause)
         with pytest.raises(WorkflowUpdateFailedError) as err:
             await handle.execute_update(
                 EngagementPlanWorkflow.skip_step, StepAction(step_id=3, plan_version=1)
             )
+        assert rejection_of(err.value) == Rejection.NOT_DUE
         assert "not due yet" in str(err.value.cause)
         after = await handle.query(EngagementPlanWorkflow.state)
         assert after.model_dump(exclude={"next_due_at"}) == done.model_dump(exclude={"next_due_at"})
@@ -447,22 +479,14 @@ async def test_rate_limit_retries_after_exactly_retry_after(
         lead = await rig.new_lead()
         handle = await rig.start(lead, approved=True, schedule=ANYTIME)
         state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
-        # Retry policy backoff alone would retry after 2 s; 7 s proves retry_after was used.
-        delay = sent_after(state, 1, state.approved_at)
-        assert timedelta(seconds=7) <= delay < timedelta(seconds=10), delay
-        history = await handle.fetch_history()
-        scheduled = next(
-            e
-            for e in history.events
-            if e.HasField("activity_task_scheduled_event_attributes")
-            and e.activity_task_scheduled_event_attributes.activity_type.name == "send_reminder"
-        )
-        started = next(
-            e for e in history.events if e.HasField("activity_task_started_event_attributes")
-        )
+        # The fault fired: Telegram answered the first send with 429, the second went out.
+        assert [c.status for c in telegram.calls("sendMessage")] == [429, 200]
+        scheduled, started = first_send(await handle.fetch_history())
         assert started.activity_task_started_event_attributes.attempt == 2
+        # Retry policy backoff alone would retry after 2 s; 7 s proves retry_after was used.
         waited = started.event_time.ToDatetime() - scheduled.event_time.ToDatetime()
-        assert timedelta(seconds=7) <= waited < timedelta(seconds=10), waited
+        assert waited >= timedelta(seconds=7), waited
+        assert sent_after(state, 1, state.approved_at) >= timedelta(seconds=7)
         assert len(reminders_to(telegram, OWNER)) == 1
         await rig.assert_mirror_matches(state)
 
@@ -475,6 +499,10 @@ async def test_server_errors_are_retried_and_delivered_once(
         lead = await rig.new_lead()
         handle = await rig.start(lead, approved=True, schedule=ANYTIME)
         state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+        # Both faults fired and the third attempt delivered: seen by Telegram and by Temporal.
+        assert [c.status for c in telegram.calls("sendMessage")] == [502, 502, 200]
+        _, started = first_send(await handle.fetch_history())
+        assert started.activity_task_started_event_attributes.attempt == 3
         assert len(reminders_to(telegram, OWNER)) == 1
         assert state.status == PlanStatus.ACTIVE
 
@@ -611,11 +639,47 @@ async def test_llm_plan_and_a_refusal(
         state = await rig.wait_state(refused, lambda s: s.last_error is not None)
         assert state.steps == [] and state.status == PlanStatus.AWAITING_APPROVAL
         await telegram.wait_for_message(OWNER, "Could not draft a plan")
-        with pytest.raises(WorkflowUpdateFailedError):
+        with pytest.raises(WorkflowUpdateFailedError) as err:
             await refused.execute_update(EngagementPlanWorkflow.approve)
+        assert rejection_of(err.value) is not None  # which one: the test below
+        assert (await refused.query(EngagementPlanWorkflow.state)).status == (
+            PlanStatus.AWAITING_APPROVAL
+        )
         await refused.execute_update(EngagementPlanWorkflow.replace_plan, ReplacePlanRequest())
         state = await rig.wait_state(refused, lambda s: len(s.steps) >= 5)
         assert state.last_error is None and state.status == PlanStatus.AWAITING_APPROVAL
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: check_approve (workflows/plan_rules.py) refuses a failed draft as "
+    "Busy ('a new plan is being drafted'); Rejection.DRAFT_FAILED is never raised",
+)
+async def test_approving_a_failed_draft_is_refused_as_draft_failed(
+    ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """Nothing is being drafted after a refusal: the owner must hear that the draft failed
+    (try Regenerate), not "a new plan is being drafted"."""
+    from emulators.openai_server import OpenAIEmulator
+
+    async with (
+        OpenAIEmulator(api_key="sk-test") as llm,
+        plan_rig(
+            ts_env.client,
+            db_url,
+            pool,
+            telegram,
+            openai_api_key="sk-test",
+            openai_base_url=llm.base_url,
+        ) as rig,
+    ):
+        llm.refuse("I can't help with that.")
+        handle = await rig.start(await rig.new_lead(), steps=None, schedule=ANYTIME)
+        state = await rig.wait_state(handle, lambda s: s.last_error is not None)
+        assert not state.drafting and state.steps == []
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await handle.execute_update(EngagementPlanWorkflow.approve)
+        assert rejection_of(err.value) == Rejection.DRAFT_FAILED, rejection_of(err.value)
 
 
 async def test_a_reminder_costs_two_workflow_tasks_and_one_activity(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -63,8 +64,10 @@ def _make_bot(emu: TelegramEmulator, token: str | None = None) -> Bot:
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[TelegramEmulator]:
-    async with TelegramEmulator(bot_username="leadpilot_test_bot") as emulator:
+async def emu(open_requests: Any) -> AsyncIterator[TelegramEmulator]:
+    emulator = TelegramEmulator(bot_username="leadpilot_test_bot")
+    emulator.add_app_hook(open_requests.install)
+    async with emulator:
         emulator.add_user(USER, "Ann")
         yield emulator
 
@@ -333,15 +336,17 @@ async def test_dropped_connections(emu: TelegramEmulator, bot: Bot) -> None:
     assert emu.sent(USER)[-1].text == "slow"
 
 
-async def test_outage_stop_and_restart_keeps_state(emu: TelegramEmulator, bot: Bot) -> None:
+async def test_outage_stop_and_restart_keeps_state(
+    emu: TelegramEmulator, bot: Bot, open_requests: Any
+) -> None:
     first = await bot.send_message(USER, "before")
     poll = asyncio.create_task(bot.get_updates(timeout=30))
-    await asyncio.sleep(0.1)
-    started = time.monotonic()
+    await open_requests.wait_open("getUpdates")
     port = emu.port
-    await emu.stop()  # must not wait for the 30 s long-poll
-    assert time.monotonic() - started < 1.0
-    assert await asyncio.wait_for(poll, 1) == []
+    # stop() releases the parked 30 s long-poll: both end long before it would time out.
+    async with asyncio.timeout(10):
+        await emu.stop()
+        assert await poll == []
     with pytest.raises(TelegramNetworkError):
         await bot.send_message(USER, "during outage")
     await emu.start(port=port or 0)
@@ -408,14 +413,15 @@ async def test_wrong_token_and_unknown_method(emu: TelegramEmulator) -> None:
 # --------------------------------------------------------------------------- getUpdates
 
 
-async def test_long_poll_blocks_until_an_update_arrives(emu: TelegramEmulator, bot: Bot) -> None:
-    poll = asyncio.create_task(bot.get_updates(timeout=10))
-    await asyncio.sleep(0.3)
+async def test_long_poll_blocks_until_an_update_arrives(
+    emu: TelegramEmulator, bot: Bot, open_requests: Any
+) -> None:
+    poll = asyncio.create_task(bot.get_updates(timeout=30))
+    await open_requests.wait_open("getUpdates")
     assert not poll.done(), "getUpdates returned before any update existed"
-    injected_at = time.monotonic()
     emu.user_says(USER, "wake up")
-    updates = await asyncio.wait_for(poll, 2)
-    assert time.monotonic() - injected_at < 0.25  # woken by the injection, not by a tick
+    # Woken by the injection: the poll's own timeout (30 s) is far beyond this bound.
+    updates = await asyncio.wait_for(poll, 10)
     assert [u.message.text for u in updates if u.message] == ["wake up"]
 
     started = time.monotonic()
@@ -459,14 +465,16 @@ async def test_commands_get_entities_and_allowed_updates_filter(
     assert emu.dropped_updates[0]["message"]["text"] == "ignored, not allowed"
 
 
-async def test_second_poller_terminates_the_first(emu: TelegramEmulator, bot: Bot) -> None:
-    first = asyncio.create_task(bot.get_updates(timeout=10))
-    await asyncio.sleep(0.2)
-    second = asyncio.create_task(bot.get_updates(timeout=10))
+async def test_second_poller_terminates_the_first(
+    emu: TelegramEmulator, bot: Bot, open_requests: Any
+) -> None:
+    first = asyncio.create_task(bot.get_updates(timeout=30))
+    await open_requests.wait_open("getUpdates")
+    second = asyncio.create_task(bot.get_updates(timeout=30))
     with pytest.raises(TelegramConflictError, match="terminated by other getUpdates"):
-        await asyncio.wait_for(first, 2)
+        await asyncio.wait_for(first, 10)
     emu.user_says(USER, "for the survivor")
-    assert len(await asyncio.wait_for(second, 2)) == 1
+    assert len(await asyncio.wait_for(second, 10)) == 1
 
 
 async def test_dispatcher_long_polling_end_to_end(emu: TelegramEmulator, bot: Bot) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,7 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
 )
+from aiohttp import web
 
 from emulators.telegram import TelegramEmulator
 from emulators.webchat import DEFAULT_USER_ID, mount_webchat
@@ -107,10 +108,15 @@ def tiny_bot_router(stack: TinyStack) -> Router:
 
 
 @asynccontextmanager
-async def tiny_stack() -> AsyncIterator[TinyStack]:
-    """Emulator + chat page + the tiny bot long-polling through the real aiogram client."""
+async def tiny_stack(
+    *hooks: Callable[[web.Application], None],
+) -> AsyncIterator[TinyStack]:
+    """Emulator + chat page + the tiny bot long-polling through the real aiogram client;
+    ``hooks`` go to the emulator's app before it starts."""
     emulator = TelegramEmulator()
     mount_webchat(emulator)
+    for hook in hooks:
+        emulator.add_app_hook(hook)
     await emulator.start()
     stack = TinyStack(emulator)
     bot = make_bot(emulator)
@@ -130,8 +136,8 @@ async def tiny_stack() -> AsyncIterator[TinyStack]:
 
 
 @pytest.fixture
-async def stack() -> AsyncIterator[TinyStack]:
-    async with tiny_stack() as running:
+async def stack(open_requests: Any) -> AsyncIterator[TinyStack]:
+    async with tiny_stack(open_requests.install) as running:
         yield running
 
 
@@ -302,12 +308,12 @@ async def test_poll_times_out_empty_and_detects_a_reset(
 
 
 async def test_bot_initiated_message_reaches_a_waiting_poll(
-    stack: TinyStack, http: aiohttp.ClientSession
+    stack: TinyStack, http: aiohttp.ClientSession, open_requests: Any
 ) -> None:
     """A reminder the bot sends on its own arrives on a long-poll that is already waiting."""
     seq = (await _get(http, f"{stack.api}/history"))["seq"]
-    poll = asyncio.create_task(_get(http, f"{stack.api}/events?since={seq}&timeout=10"))
-    await asyncio.sleep(0.1)
+    poll = asyncio.create_task(_get(http, f"{stack.api}/events?since={seq}&timeout=25"))
+    await open_requests.wait_open("/chat/api/events")
     assert not poll.done()
     bot = make_bot(stack.emulator)
     try:
@@ -315,21 +321,23 @@ async def test_bot_initiated_message_reaches_a_waiting_poll(
         await bot.send_chat_action(USER, "typing")
     finally:
         await bot.session.close()
-    data = await asyncio.wait_for(poll, 5)
+    data = await asyncio.wait_for(poll, 10)  # the poll's own timeout is 25 s
     assert data["events"][0]["message"]["text"] == "Reminder: call Acme"
 
 
 async def test_open_poll_ends_cleanly_when_the_emulator_stops(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, open_requests: Any
 ) -> None:
     emulator = TelegramEmulator()
     mount_webchat(emulator)
+    emulator.add_app_hook(open_requests.install)
     await emulator.start()
-    url = f"{emulator.base_url}/chat/api/events?since=0"
+    url = f"{emulator.base_url}/chat/api/events?since=0"  # the page's 25-s long-poll
     poll = asyncio.create_task(_get(http, url))
-    await asyncio.sleep(0.1)
-    await emulator.stop()
-    assert await asyncio.wait_for(poll, 2) == {"reset": False, "seq": 0, "events": []}
+    await open_requests.wait_open("/chat/api/events")
+    async with asyncio.timeout(10):  # released by stop(), long before the poll's own end
+        await emulator.stop()
+        assert await poll == {"reset": False, "seq": 0, "events": []}
     with pytest.raises(RuntimeError, match="before start"):
         await emulator.start()
         try:
