@@ -367,8 +367,10 @@ class TelegramActivities:
                 dedupe_key=req.delivery_key,
             )
         # Only the newest reminder of an open step keeps its buttons; none of a step that
-        # was answered while this one was being sent.
-        await self._clear_buttons(ref, req.delivery_key, t0, withdrawn)
+        # was answered while this one was being sent. The step's very first reminder has
+        # no older messages: only the second check applies.
+        older = req.kind == ReminderKind.NUDGE or step.snooze_count > 0
+        await self._clear_buttons(ref, req.delivery_key if older else "", t0, withdrawn)
         return ReminderResult(message_id=message_id, sent_at=sent_at)
 
     async def _clear_buttons(
@@ -378,15 +380,18 @@ class TelegramActivities:
         t0: float,
         closed: Callable[[], Awaitable[Withdrawn | None]] | None = None,
     ) -> None:
-        """Remove the keyboards of the step's messages older than `before_key` (all of them
-        if `closed` says the step no longer awaits an answer), within what the attempt
-        (started at loop time `t0`) has left; a failure leaves them for the next time."""
+        """Remove the keyboards of the step's messages older than `before_key` ("": none)
+        or, if `closed` says the step no longer awaits an answer, of all of them; within
+        what the attempt (started at loop time `t0`) has left. A failure leaves them for
+        the next time."""
         left = CLEAR_DEADLINE - (asyncio.get_running_loop().time() - t0)
         if left < 1:
             return
         try:
             if closed is not None and await closed() is not None:
                 before_key = None
+            elif before_key == "":
+                return
             await heartbeating(
                 asyncio.wait_for(
                     clear_stale_buttons(self._bot, self._pool, step, before_key=before_key),
