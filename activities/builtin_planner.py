@@ -54,10 +54,9 @@ class _Lead:
         self.hi = f"Hi {facts.first_name}," if facts.first_name else "Hi,"
         self.who = facts.full_name or "the prospect"
         role = f" ({facts.title})" if facts.title else ""
-        at = f" at {facts.company}" if facts.company else ""
-        self.who_full = f"{self.who}{role}{at}"
-        self.help_them = f"help {facts.company}" if facts.company else "help"
         self.at_company = f" at {facts.company}" if facts.company else ""
+        self.who_full = f"{self.who}{role}{self.at_company}"
+        self.help_them = f"help {facts.company}" if facts.company else "help"
         self.notes = truncate(facts.notes, 160)
 
     def mention(self, angle: int) -> str:
