@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from storage.activity_log import ActivityLogRepository
@@ -174,6 +176,41 @@ async def test_telegram_queue_is_rate_limited_by_the_server(
     assert times[-1] - times[15] >= 2.0, [round(t - times[0], 2) for t in times]
 
 
+async def open_timer(handle: WorkflowHandle[Any, Any], until: datetime) -> HistoryEvent | None:
+    """The workflow's running timer that fires at ``until``, once it is started."""
+    events = (await handle.fetch_history()).events
+    ended = {
+        attrs.started_event_id
+        for e in events
+        for attrs in (e.timer_fired_event_attributes, e.timer_canceled_event_attributes)
+        if attrs.started_event_id
+    }
+    for e in reversed(events):
+        if e.HasField("timer_started_event_attributes") and e.event_id not in ended:
+            fires = (
+                e.event_time.ToDatetime(UTC)
+                + e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+            )
+            # The event is written when the workflow task completes, a moment after the
+            # workflow read its clock: so this reading is at, or shortly after, `until`.
+            if timedelta(seconds=-1) < fires - until < timedelta(seconds=30):
+                return e
+    return None
+
+
+async def timer_fired(
+    handle: WorkflowHandle[Any, Any], started: HistoryEvent
+) -> HistoryEvent | None:
+    """The TimerFired event of the timer ``started`` began, once the server wrote it."""
+    for e in (await handle.fetch_history()).events:
+        if (
+            e.HasField("timer_fired_event_attributes")
+            and e.timer_fired_event_attributes.started_event_id == started.event_id
+        ):
+            return e
+    return None
+
+
 async def test_a_reminder_due_while_no_worker_runs_goes_out_once_one_is_back(
     dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
 ) -> None:
@@ -188,8 +225,12 @@ async def test_a_reminder_due_while_no_worker_runs_goes_out_once_one_is_back(
         )
         due = state.steps[1].due_at  # 2 plan days = 4 s from now
         assert due is not None
+        # The plan sleeps until step 2 is due; then the workers go away.
+        timer = await eventually(lambda: open_timer(handle, until=due))
         await rig.stop_workers()
-        await asyncio.sleep((due - datetime.now(UTC)).total_seconds() + 2)
+        # Temporal fires the timer at the due time; no worker is there to act on it.
+        fired = await eventually(lambda: timer_fired(handle, timer), timeout=30)
+        assert fired.event_time.ToDatetime(UTC) >= due
         assert len(telegram.sent(OWNER)) == 1  # due, but nobody to send it
         rig.start_workers()
         state = await rig.wait_state(handle, lambda s: s.steps[1].status == StepStatus.SENT)
