@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
@@ -251,7 +252,7 @@ class DoctorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    database_url: str
+    database_url: SecretStr  # may carry a password: never in a repr or log
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
 
@@ -273,7 +274,7 @@ async def run(argv: Sequence[str]) -> int:
     from temporal_client import connect
 
     client = await connect(settings.temporal_address, settings.temporal_namespace)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+    pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=4)
     try:
         report = await diagnose(client, pool, repair=args.repair)
     finally:
