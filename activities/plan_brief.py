@@ -1,8 +1,8 @@
 """What a planner may know about a lead: the one input both planners share.
 
 Built from a `lead_registry` row by the worker's loader. Besides the owner's notes it
-carries the mirrored plan version, so the built-in planner can tell a regenerated draft
-from the first one (the activity request itself carries only the lead and the owner).
+carries the draft number the workflow asks for (or, from older runs, the mirrored plan
+version), so the built-in planner can tell a regenerated draft from the first one.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class LeadBrief(BaseModel):
     # draft replaces it, so the built-in planner takes a different angle.
     plan_version: int = 1
     engagement_plan: list[Any] | None = None
+    # The draft the workflow asks for (GeneratePlanRequest.draft_number), when it says.
+    requested_draft: int | None = None
 
     @field_validator(
         "prospect_name", "prospect_company", "prospect_title", "original_context", mode="before"
@@ -47,6 +49,8 @@ class LeadBrief(BaseModel):
         The mirror holds the version of the plan on screen (and its steps once drafted),
         so the draft now asked for is that version, or the next one when it has steps.
         """
+        if self.requested_draft is not None:
+            return max(1, self.requested_draft)
         return max(1, self.plan_version) + (1 if self.engagement_plan else 0)
 
 

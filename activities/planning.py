@@ -186,6 +186,8 @@ class PlanningActivities:
                 type="LeadClosed",
                 non_retryable=True,
             )
+        if req.draft_number is not None:
+            brief = brief.model_copy(update={"requested_draft": req.draft_number})
         client = self._client()
         if client is None:
             return builtin_plan(brief)

@@ -195,6 +195,14 @@ def test_a_lagging_mirror_still_gets_a_different_plan() -> None:
     assert messages(builtin_plan(lagging)) != messages(shown)
 
 
+def test_the_draft_the_workflow_asks_for_wins_over_the_mirror() -> None:
+    """Runs that send `draft_number` never depend on how far the mirror has caught up."""
+    lead = LeadBrief(prospect_name="Anna", original_context="met at a fair", plan_version=1)
+    asked = lead.model_copy(update={"requested_draft": 3})
+    assert lead.draft_number == 1 and asked.draft_number == 3
+    assert messages(builtin_plan(asked)) == messages(draft(lead, 3))
+
+
 def test_first_draft_is_the_classic_sequence() -> None:
     plan = draft(LeadBrief(prospect_name="Anna", prospect_company="Acme"), 1)
     assert [s.delay_days for s in plan] == [0, 2, 5, 9, 14, 21]

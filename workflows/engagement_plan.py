@@ -357,7 +357,11 @@ class EngagementPlanWorkflow:
         st = self._state
         self._draft = workflow.start_activity(
             "generate_plan",
-            GeneratePlanRequest(lead_id=st.lead_id, telegram_id=st.telegram_id),
+            GeneratePlanRequest(
+                lead_id=st.lead_id,
+                telegram_id=st.telegram_id,
+                draft_number=st.plan_version + (1 if st.steps else 0),
+            ),
             result_type=list[PlanStep],
             start_to_close_timeout=GENERATE_TIMEOUT,
             schedule_to_close_timeout=GENERATE_DEADLINE,

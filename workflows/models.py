@@ -330,3 +330,6 @@ class NoticeRequest(BaseModel):
 class GeneratePlanRequest(BaseModel):
     lead_id: int
     telegram_id: int
+    # 1 for a lead's first draft, one more for each regeneration (the built-in planner
+    # takes another angle each time); None from runs that predate it: read from the mirror.
+    draft_number: int | None = None
