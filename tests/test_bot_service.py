@@ -680,6 +680,9 @@ async def test_older_reminders_of_a_step_lose_their_buttons(fast: BotStack) -> N
 
     await eventually(only_the_nudge_is_live)
     assert tg.message(ALICE, step1.message_id).buttons == []
+    mark = tg.call_count
+    await fast.tap(ALICE, nudge, "Full draft")  # offered on every reminder with a draft
+    await tg.wait_for_message(ALICE, "📄 Full draft", timeout=15, since=mark)
     assert "done" in (await fast.tap(ALICE, nudge, "Done")).lower()
     assert _live(tg, ALICE, "Step 1 of 6") == []
     assert (await fast.state(lead_id)).steps[0].status == StepStatus.COMPLETED
@@ -720,3 +723,77 @@ async def test_an_auto_snooze_leaves_no_live_buttons(fast: BotStack) -> None:
 
     await eventually(settled)
     assert len([m for m in tg.sent(ALICE) if "Step 1 of 6" in (m.text or "")]) == 3
+
+
+async def test_replies_and_reminders_share_the_chats_pace(slow: BotStack) -> None:
+    """The worker's reminder and the bot's replies to the same chat at the same moment,
+    under Telegram's one message a second per chat: spaced, not refused, none lost."""
+    tg = slow.telegram
+    await slow.say(ALICE, "/start", "Welcome")
+    _, plan = await slow.add_lead(ALICE)
+    tg.set_flood_limit(per_chat_per_second=1, retry_after=1)
+    mark = tg.call_count
+    tg.press_button(ALICE, plan.message_id, "Start plan")  # step 1 is due at once
+    for text in ("/help", "/settings", "/leads"):
+        tg.user_says(ALICE, text)
+
+    async def all_four() -> list[Any] | None:
+        calls = [c for c in tg.calls("sendMessage", chat_id=ALICE, ok=True) if c.seq >= mark]
+        return calls if len(calls) == 4 else None
+
+    calls = await eventually(all_four, timeout=30)
+    texts = " | ".join(str(c.params.get("text", "")) for c in calls)
+    assert "Step 1 of 6" in texts and "Settings" in texts and "Your leads" in texts
+    refused = [c for c in tg.calls("sendMessage", chat_id=ALICE, ok=False) if c.seq >= mark]
+    assert len(refused) <= 1, refused  # a loaded machine can make one send late
+    gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
+    assert min(gaps) >= 0.8, gaps
+
+
+async def test_a_backlog_waiting_for_a_restarted_bot_is_handled_in_order(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """/add and its answers typed while the bot was down (issue 10: 0 of 3 dialogs
+    survived): the new process takes the backlog in order and asks each question once."""
+    settings = _settings(db_url, telegram)
+    first = PollingBot(pool, dev_env.client, settings)
+    first.start()
+    await _say(telegram, ALICE, "/start", "Welcome")
+    await first.stop()
+    for text in ("/add", "Grace Hopper", "Navy", "Met at the COBOL meetup"):
+        telegram.user_says(ALICE, text)
+    second = PollingBot(pool, dev_env.client, settings)
+    second.start()
+    try:
+        await telegram.wait_for_message(ALICE, "Drafting a plan for", timeout=20)
+        texts = [str(m.text) for m in telegram.sent(ALICE)][1:]
+        assert texts[:4] == [
+            "Who is the lead? Send their name. (/cancel to stop)",
+            "Company of Grace Hopper? (send - to skip)",
+            "What do you know about them — where you met, what they need? (send - to skip)",
+            "⏳ Drafting a plan for Grace Hopper (Navy)…",
+        ]
+        lead = await _wait_lead(pool, ALICE)
+        assert (lead.prospect_company, lead.original_context) == (
+            "Navy",
+            "Met at the COBOL meetup",
+        )
+    finally:
+        await second.stop()
+
+
+async def test_a_schedule_set_before_a_plan_applies_to_it(slow: BotStack) -> None:
+    """/timezone, /window and /workdays with no plan running are saved and taken by the
+    plans started later."""
+    await slow.say(ALICE, "/start", "Welcome")
+    await slow.bulk(ALICE, "/timezone europe/berlin", "Applied to 0 running plans")
+    await slow.bulk(ALICE, "/window 10:00-17:30", "Applied to 0 running plans")
+    await slow.bulk(ALICE, "/workdays off", "Applied to 0 running plans")
+    lead_id, plan = await slow.add_lead(ALICE)
+    assert "Plan started" in await slow.tap(ALICE, plan, "Start plan")
+    schedule = (await slow.state(lead_id)).schedule
+    assert (schedule.timezone, schedule.window_start.hour, schedule.workdays_only) == (
+        "Europe/Berlin",
+        10,
+        False,
+    )
