@@ -146,11 +146,10 @@ class PostgresEventIsolation(BaseEventIsolation):
             async with lock:
                 yield
         finally:
-            lock, users = self._local[key]
-            if users == 1:
-                del self._local[key]
-            else:
-                self._local[key] = (lock, users - 1)
+            # `close()` may have dropped the table meanwhile (shutdown with updates in flight).
+            held = self._local.pop(key, None)
+            if held is not None and held[1] > 1:
+                self._local[key] = (held[0], held[1] - 1)
 
     @asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
