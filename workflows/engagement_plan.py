@@ -1,5 +1,10 @@
 """One lead's engagement plan as a durable Temporal workflow.
 
+(Longer than our ~500-line norm on purpose: the loop, the handlers and their side effects
+share one instance's private state and read best side by side; every decision they take
+lives in the pure `plan_rules.py`, and the released behaviour kept for replay is marked
+`_legacy`.)
+
 The workflow is an event loop over one question: "when is the next thing due, and
 what is it?". Owner actions (updates) and the cancel signal change the state and
 poke the loop; the loop sleeps until the next due moment, which costs one timer.
