@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     workflow_task_pollers: int = Field(default=5, ge=2)
     activity_task_pollers: int = Field(default=5, ge=1)
     worker_db_pool_size: int = Field(default=10, ge=1)
+    # How the worker runs plan code: "full" sandbox (a fresh import per plan loaded),
+    # "shared" (the workflow module passed through), "off" (worker.py's plan_runner).
+    workflow_sandbox: Literal["full", "shared", "off"] = "full"
 
     bot_mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None

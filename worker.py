@@ -16,7 +16,14 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
-from temporalio.worker import Interceptor, PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import (
+    Interceptor,
+    PollerBehaviorSimpleMaximum,
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkflowRunner,
+)
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.metrics import LATENESS_BUCKETS
 from activities.mirror import MirrorActivities
@@ -33,7 +40,7 @@ from workflows.engagement_plan import (
     EngagementPlanWorkflow,
 )
 from workflows.models import TERMINAL_PLAN_STATUSES, PlanStatus
-from workflows.sandbox import workflow_runner
+from workflows.sandbox import RESTRICTIONS, workflow_runner
 
 if TYPE_CHECKING:  # aiogram is loaded after the worker polls (see running_workers)
     from aiogram import Bot
@@ -87,7 +94,7 @@ def engagement_worker(
         client,
         task_queue=ENGAGEMENT_TASK_QUEUE,
         workflows=[EngagementPlanWorkflow],
-        workflow_runner=workflow_runner(),
+        workflow_runner=plan_runner(settings),
         activities=[planning.generate_plan, mirror.sync_plan],
         interceptors=interceptors,
         max_cached_workflows=settings.max_cached_workflows,
@@ -97,6 +104,25 @@ def engagement_worker(
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
         activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
     )
+
+
+def plan_runner(settings: Settings) -> WorkflowRunner:
+    """The workflow runner of `WORKFLOW_SANDBOX` (see settings.py).
+
+    "full" re-imports workflows/engagement_plan.py into a fresh sandbox for every plan
+    the worker loads (a new plan, a cache miss): ~45 ms of CPU each, the largest cost of
+    enrolment and of waking a sleeping plan (BENCHMARKS.md). "shared" passes that module
+    through; "off" runs plans without the sandbox. The replayer of tests/test_histories.py
+    and test_engagement_plan.py keeps the full sandbox, so workflow code is still checked
+    for non-deterministic calls there.
+    """
+    if settings.workflow_sandbox == "off":
+        return UnsandboxedWorkflowRunner()
+    if settings.workflow_sandbox == "shared":
+        return SandboxedWorkflowRunner(
+            restrictions=RESTRICTIONS.with_passthrough_modules(EngagementPlanWorkflow.__module__)
+        )
+    return workflow_runner()
 
 
 def telegram_worker(
