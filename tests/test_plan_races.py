@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
 from storage.leads import LeadRepository
@@ -368,13 +368,13 @@ async def test_8_a_cancel_while_waiting_to_continue_as_new_is_kept(
         # history, waits for it before continuing as new; the cancel arrives meanwhile.
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE scheduled_reminders IN ACCESS EXCLUSIVE MODE")
-            update = asyncio.create_task(
-                handle.execute_update(EngagementPlanWorkflow.set_schedule, ANYTIME)
+            update = await handle.start_update(
+                EngagementPlanWorkflow.set_schedule,
+                ANYTIME,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
             )
-            await asyncio.sleep(1)
             await handle.signal(EngagementPlanWorkflow.cancel, CancelRequest(reason="stop"))
-            await asyncio.sleep(0.5)
-        await update
+        await update.result()
         summary = await handle.result()
         assert summary.status == PlanStatus.CANCELLED
         rows = await pool.fetch("SELECT status FROM scheduled_reminders WHERE lead_id=$1", lead)
