@@ -19,6 +19,23 @@ from aiohttp import web
 VENV_BIN = Path(sys.prefix) / "bin"
 TEMPORAL_CLI = VENV_BIN / "temporal"
 TEMPORAL_TEST_SERVER = VENV_BIN / "temporal-test-server"
+# Debian's Chromium (`apt-get install -y chromium`); Playwright never downloads a browser.
+CHROMIUM = Path(os.environ.get("LEADPILOT_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def in_ci() -> bool:
+    """CI systems set CI (to "true", "1", …); there a missing tool is a failure, not a skip."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +171,42 @@ class OpenRequests:
 def open_requests() -> OpenRequests:
     """Pass ``open_requests.install`` to an emulator's ``add_app_hook`` before it starts."""
     return OpenRequests()
+
+
+def _chromium_missing() -> str | None:
+    if CHROMIUM.exists():
+        return None
+    return f"{CHROMIUM} missing: install Debian's browser with `apt-get install -y chromium`"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Without Chromium, browser tests are skipped before any fixture starts a server, on a
+    developer's machine only: under CI the `browser` fixture fails them instead."""
+    why = _chromium_missing()
+    if why is None or in_ci():
+        return
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Headless Chromium driven by Playwright; fails under CI when Chromium is missing, so
+    a green CI run always ran the browser tests."""
+    why = _chromium_missing()
+    if why is not None:
+        pytest.fail(f"CI is set and {why}" if in_ci() else why, pytrace=False)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
 
 
 @pytest.fixture

@@ -18,14 +18,11 @@ from emulators.webchat import DEFAULT_USER_ID, mount_webchat
 from settings import Settings
 from storage.reminders import ReminderRepository
 from tests.rig import plan_rig
-from tests.test_webchat_browser import CHROMIUM, ChatPage, browser  # noqa: F401 (fixture)
+from tests.test_webchat_browser import ChatPage
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.usefixtures("distinct_lead_ids"),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"
-    ),
 ]
 
 
@@ -39,7 +36,7 @@ async def web_telegram() -> AsyncIterator[TelegramEmulator]:
 
 
 async def test_add_lead_start_plan_and_answer_a_reminder_in_the_browser(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     dev_env: Any,
     db_url: str,
     pool: asyncpg.Pool,

@@ -23,16 +23,13 @@ from storage.models import ReminderStatus
 from storage.reminders import ReminderRepository
 from telegram_ui.session import make_bot
 from tests.rig import ANYTIME, eventually, plan_rig
-from tests.test_webchat_browser import ARTIFACTS, CHROMIUM, ChatPage, browser  # noqa: F401
+from tests.test_webchat_browser import ARTIFACTS, ChatPage
 from webapp.server import MiniApp, build_app
 from workflows.models import StepStatus
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.usefixtures("distinct_lead_ids"),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"
-    ),
 ]
 USER = DEFAULT_USER_ID
 
@@ -47,7 +44,7 @@ async def web_telegram() -> AsyncIterator[TelegramEmulator]:
 
 
 async def test_open_from_web_chat_see_due_follow_up_tap_done_and_move_plans(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     dev_env: Any,
     db_url: str,
     pool: asyncpg.Pool,

@@ -6,41 +6,25 @@ toasts, and that typed markup stays text. ``ChatPage`` is the page object later
 full-stack tests (add a lead, start a plan, press Done on a reminder) build on.
 
 Needs ``apt-get install -y chromium`` (``/usr/bin/chromium``); never ``playwright install``.
+The ``browser`` fixture (tests/conftest.py) skips without it, and fails under ``CI``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
 import pytest
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from emulators.telegram import TelegramEmulator
 from emulators.webchat import mount_webchat
 from tests.test_webchat import USER, TinyStack, make_bot, tiny_stack
 
-CHROMIUM = Path(os.environ.get("LEADPILOT_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).with_name("artifacts")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} missing: install Debian's browser with `apt-get install -y chromium`",
-)
 
 
 class ChatPage:
@@ -106,23 +90,21 @@ class ChatPage:
         await self.page.get_by_test_id("alert").get_by_role("button", name="OK").click()
         await expect(self.page.get_by_test_id("alert")).to_be_hidden()
 
+    async def expect_connection(self, online: bool, timeout: float = 15_000) -> None:
+        """The header says whether the page reaches the server ("connecting…" when not);
+        the page retries with a backoff of up to 5 s, hence the bound."""
+        status = expect(self.page.locator("#status"))
+        offline = re.compile(r"\boffline\b")
+        if online:
+            await status.not_to_have_class(offline, timeout=timeout)
+        else:
+            await status.to_have_class(offline, timeout=timeout)
+
     async def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
         await self.page.screenshot(path=str(path))
         return path
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture
@@ -223,10 +205,11 @@ async def test_page_recovers_from_emulator_restart_and_reset(browser: Browser) -
         await chat.open()
         port = emulator.port or 0
         await emulator.stop()
-        await asyncio.sleep(0.5)
+        await chat.expect_connection(online=False)  # the page noticed the outage
         await emulator.start(port=port)
         await bot.send_message(USER, "after restart")
         await chat.wait_bot_message("after restart", timeout=15_000)
+        await chat.expect_connection(online=True)
 
         emulator.reset()
         emulator.add_user(USER)
