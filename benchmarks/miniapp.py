@@ -110,7 +110,7 @@ async def measure_api(base: str, token: str, lead_id: int, requests: int) -> Non
 async def measure_render(base: str, renders: int) -> None:
     from playwright.async_api import async_playwright
 
-    from tests.test_webchat_browser import CHROMIUM_ARGS
+    from tests.conftest import CHROMIUM_ARGS
 
     times = []
     async with async_playwright() as pw:
