@@ -10,7 +10,12 @@ from datetime import datetime, time
 from typing import Any, TypeVar
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkflowExecutionRequest,
+    DescribeWorkflowExecutionResponse,
+)
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -66,6 +71,17 @@ OWNER = 4242
 ANYTIME = Schedule(
     timezone="UTC", window_start=time(0), window_end=time(23, 59, 59), workdays_only=False
 )
+
+
+async def describe_raw(handle: WorkflowHandle[Any, Any]) -> DescribeWorkflowExecutionResponse:
+    """The server's description, undecoded: the time-skipping server stores an unset
+    Datetime search attribute as empty bytes, which the SDK's describe() cannot read."""
+    client = handle._client
+    return await client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(
+            namespace=client.namespace, execution=WorkflowExecution(workflow_id=handle.id)
+        )
+    )
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:

@@ -36,9 +36,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -46,7 +44,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from storage.leads import LeadRepository
 from storage.models import LeadStatus
-from tests.rig import ANYTIME, OWNER, STEPS, PlanRig, plan_rig
+from tests.rig import ANYTIME, OWNER, STEPS, PlanRig, describe_raw, plan_rig
 from tests.test_engagement_plan import search_attribute
 from tests.test_plan_races import task_failures
 from workflows.engagement_plan import EngagementPlanWorkflow
@@ -175,22 +173,13 @@ def expect(cond: bool, what: str) -> None:
         raise Mismatch(what)
 
 
-async def describe(handle: WorkflowHandle[Any, Any]) -> Any:
-    client = handle._client
-    return await client.workflow_service.describe_workflow_execution(
-        DescribeWorkflowExecutionRequest(
-            namespace=client.namespace, execution=WorkflowExecution(workflow_id=handle.id)
-        )
-    )
-
-
 async def quiesce(case: Case) -> PlanState:
     """Wait until nothing runs (no activity attempt in flight) and the mirror caught up."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60  # retries after 5xx back off 2, 4, 8 … seconds
     last: PlanState | None = None
     while True:
-        desc = await describe(case.handle)
+        desc = await describe_raw(case.handle)
         busy = any(
             a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
             for a in desc.pending_activities

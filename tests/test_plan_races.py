@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from storage.leads import LeadRepository
 from storage.models import LeadStatus
-from tests.rig import ANYTIME, OWNER, PlanRig, eventually, plan_rig
+from tests.rig import ANYTIME, OWNER, PlanRig, describe_raw, eventually, plan_rig
 from tests.test_engagement_plan import (
     advance,
     advance_to,
@@ -64,11 +64,11 @@ async def send_in_flight(handle: WorkflowHandle[Any, Any]) -> None:
     """Wait until a send_reminder attempt is running (a pending, started activity)."""
 
     async def check() -> bool:
-        desc = await handle.describe()
+        desc = await describe_raw(handle)
         return any(
             a.activity_type.name == "send_reminder"
             and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-            for a in desc.raw_description.pending_activities
+            for a in desc.pending_activities
         )
 
     await eventually(check)
@@ -78,6 +78,9 @@ async def settled(rig: PlanRig, handle: WorkflowHandle[Any, Any]) -> PlanState:
     """The state once no send is in flight and the mirror caught up."""
 
     async def check() -> PlanState | None:
+        desc = await describe_raw(handle)
+        if any(a.activity_type.name == "send_reminder" for a in desc.pending_activities):
+            return None
         state: PlanState = await handle.query(EngagementPlanWorkflow.state)
         try:
             await rig.assert_mirror_matches(state)
@@ -422,7 +425,6 @@ async def test_11_a_refused_send_of_a_replaced_or_paused_plan_changes_nothing(
         await handle.execute_update(
             EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=FIVE)
         )
-        await asyncio.sleep(4)
         state = await settled(rig, handle)
         assert (state.status, state.plan_version) == (PlanStatus.ACTIVE, 2)
 
@@ -434,7 +436,6 @@ async def test_11_a_refused_send_of_a_replaced_or_paused_plan_changes_nothing(
         telegram.block(OWNER)
         back = await ts_env.get_current_time() + timedelta(days=10)
         await handle.execute_update(EngagementPlanWorkflow.pause, PauseRequest(until=back))
-        await asyncio.sleep(4)
         state = await settled(rig, handle)
         assert (state.status, state.paused_until) == (PlanStatus.PAUSED, back)
         assert await task_failures(handle) == []
