@@ -14,6 +14,7 @@ from aiohttp import web
 from temporalio.testing import WorkflowEnvironment
 
 from bot.app import build_dispatcher, build_webhook_app, run_bot
+from bot.routers.common import LEAD_CLOSED
 from settings import Settings
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
@@ -181,8 +182,9 @@ async def test_closed_won_from_lead_detail_cancels_the_plan(slow: BotStack) -> N
     assert "Regenerate plan" not in [b.text for b in detail.buttons]
     regenerate = LeadCallback(act=LeadAct.REGENERATE, lead_id=lead_id).pack()
     refused = await tg.wait_answered(tg.press(ALICE, listing.message_id, regenerate), timeout=15)
-    assert "lead is closed" in str(refused.text).lower()
-    assert (await slow.state(lead_id)).status == PlanStatus.CANCELLED  # no new run
+    assert refused.text == LEAD_CLOSED and refused.show_alert  # the LeadClosed refusal
+    state = await slow.state(lead_id)
+    assert (state.status, state.plan_version) == (PlanStatus.CANCELLED, 1)  # no new run
 
     # Reopening allows a plan again: Regenerate drafts a fresh one for the same lead.
     await slow.tap(ALICE, detail, "Change status")
@@ -190,7 +192,8 @@ async def test_closed_won_from_lead_detail_cancels_the_plan(slow: BotStack) -> N
     mark = tg.call_count
     await slow.tap(ALICE, tg.message(ALICE, listing.message_id), "Regenerate plan")
     await tg.wait_for_message(ALICE, "Engagement plan", since=mark, timeout=15)
-    assert (await slow.state(lead_id)).status == PlanStatus.AWAITING_APPROVAL
+    state = await slow.state(lead_id)
+    assert (state.status, state.plan_version) == (PlanStatus.AWAITING_APPROVAL, 2)
     assert tg.unanswered_queries() == []
 
 
