@@ -75,6 +75,21 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of a process and all its children (PostgreSQL's backends)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu_seconds(pid)
+        todo += children.get(pid, [])
+    return total
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -234,6 +249,18 @@ class Stack:
             await asyncio.sleep(0.2)
         self.bot = child
         return child
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each part of the stack (for per-plan costs)."""
+        postmaster = 0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            postmaster = int((self.workdir / "pg" / "postmaster.pid").read_text().split()[0])
+        return {
+            "worker": sum(cpu_seconds(w.pid) for w in self.workers),
+            "Temporal server": cpu_seconds(self.temporal.pid) if self.temporal else 0.0,
+            "PostgreSQL": tree_cpu_seconds(postmaster) if postmaster else 0.0,
+            "client+emulator": cpu_seconds(os.getpid()),
+        }
 
     async def close(self) -> None:
         children = [*self.workers, *([self.bot] if self.bot else [])]
