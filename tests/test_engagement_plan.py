@@ -3,7 +3,6 @@ PostgreSQL and the Telegram emulator: what the owner receives, what the rows say
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
@@ -11,9 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -22,7 +19,7 @@ from temporalio.worker import Replayer
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
-from tests.rig import ANYTIME, OWNER, STEPS, eventually, local, plan_rig
+from tests.rig import ANYTIME, OWNER, STEPS, describe_raw, local, plan_rig
 from workflows.engagement_plan import EngagementPlanWorkflow
 from workflows.errors import Rejection, rejection_of
 from workflows.models import (
@@ -49,16 +46,8 @@ SLACK = timedelta(minutes=5)
 
 
 async def search_attribute(handle: WorkflowHandle[Any, Any], name: str) -> Any:
-    """One search attribute as the server stores it.
-
-    Read from the raw description: the time-skipping server stores an unset Datetime
-    as null, which the SDK's describe() cannot decode.
-    """
-    raw = await handle._client.workflow_service.describe_workflow_execution(
-        DescribeWorkflowExecutionRequest(
-            namespace=handle._client.namespace, execution=WorkflowExecution(workflow_id=handle.id)
-        )
-    )
+    """One search attribute as the server stores it (from the raw description)."""
+    raw = await describe_raw(handle)
     payload = raw.workflow_execution_info.search_attributes.indexed_fields.get(name)
     return None if payload is None or not payload.data else json.loads(payload.data)
 
@@ -594,17 +583,14 @@ async def test_drafted_plan_waits_for_approval(
         await rig.assert_mirror_matches(state)
         await advance(ts_env, timedelta(days=2))
         assert reminders_to(telegram, OWNER) == []
+        drafted = telegram.call_count
         state = await handle.execute_update(
             EngagementPlanWorkflow.replace_plan, ReplacePlanRequest()
         )
         assert state.drafting  # accepted at once; the draft arrives as a message
         state = await rig.wait_state(handle, lambda s: s.plan_version == 2 and not s.drafting)
         assert state.status == PlanStatus.AWAITING_APPROVAL
-        await eventually(
-            lambda: asyncio.sleep(
-                0, [m for m in telegram.sent(OWNER) if "Engagement plan" in (m.text or "")][1:]
-            )
-        )
+        await telegram.wait_for_message(OWNER, "Engagement plan", since=drafted, timeout=15)
         await handle.execute_update(EngagementPlanWorkflow.approve, ApproveRequest(plan_version=2))
         await rig.wait_state(handle, step_is(1, StepStatus.SENT))
 
