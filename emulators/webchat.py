@@ -4,7 +4,7 @@ Why: the one-command dev stack (SPEC §7) runs without a Telegram account, so a 
 needs a browser page that plays the user's side — type messages and commands, see the
 bot's formatted messages, tap inline buttons, see edits and callback toasts live.
 
-The page (``GET /chat``, one self-contained HTML file, no CDN) talks to small JSON
+The page (``GET /chat``: chat.html with its chat.js and chat.css, no CDN) talks to small JSON
 endpoints that wrap the emulator's user-side API:
 
 * ``GET  /chat/api/history`` → ``{seq, user, bot, commands, messages}``
@@ -69,8 +69,14 @@ __all__ = [
 CHAT_PATH = "/chat"
 DEFAULT_USER_ID = 1001
 MAX_POLL_TIMEOUT = 25.0
-PAGE_FILE = Path(__file__).with_name("webchat_static") / "chat.html"
-WEB_APP_JS = Path(__file__).with_name("webchat_static") / "telegram-web-app.js"
+STATIC_DIR = Path(__file__).with_name("webchat_static")
+PAGE_FILE = STATIC_DIR / "chat.html"
+# The page's own script and styles, and the stand-in for Telegram's telegram-web-app.js.
+ASSETS = {
+    "chat.js": "application/javascript",
+    "chat.css": "text/css",
+    "telegram-web-app.js": "application/javascript",
+}
 _SAFE_LINK_SCHEMES = ("http://", "https://", "tg://", "mailto:")
 
 
@@ -210,10 +216,11 @@ class _WebChat:
         }
         return web.json_response({"init_data": sign_web_app_data(self.emulator.token, user)})
 
-    async def web_app_js(self, request: web.Request) -> web.StreamResponse:
+    async def asset(self, request: web.Request) -> web.StreamResponse:
+        name = request.path.rsplit("/", 1)[-1]  # one of ASSETS: only those are routed
         return web.FileResponse(
-            WEB_APP_JS,
-            headers={"Cache-Control": "no-store", "Content-Type": "application/javascript"},
+            STATIC_DIR / name,
+            headers={"Cache-Control": "no-store", "Content-Type": ASSETS[name]},
         )
 
     async def send(self, request: web.Request) -> web.Response:
@@ -303,7 +310,8 @@ def add_webchat_routes(
     app.router.add_post(f"{CHAT_PATH}/api/press", chat.press)
     app.router.add_get(f"{CHAT_PATH}/api/events", chat.events)
     app.router.add_post(f"{CHAT_PATH}/api/webapp", chat.web_app)
-    app.router.add_get(f"{CHAT_PATH}/telegram-web-app.js", chat.web_app_js)
+    for name in ASSETS:
+        app.router.add_get(f"{CHAT_PATH}/{name}", chat.asset)
 
 
 def mount_webchat(

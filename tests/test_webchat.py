@@ -173,14 +173,25 @@ async def _events_until(
     return collected, since
 
 
-async def test_page_is_self_contained_html(stack: TinyStack, http: aiohttp.ClientSession) -> None:
+async def test_page_and_its_assets_are_local(stack: TinyStack, http: aiohttp.ClientSession) -> None:
     async with http.get(stack.chat_url) as response:
         assert response.status == 200
         assert response.content_type == "text/html"
         page = await response.text()
-    assert "<script>" in page and "<style>" in page
-    assert not re.search(r"""(src|href)=["']?(https?:)?//|@import|url\(""", page), "remote asset"
-    assert "innerHTML" not in page and "insertAdjacentHTML" not in page
+    assert '<script src="/chat/chat.js">' in page and 'href="/chat/chat.css"' in page
+    base = stack.chat_url.rstrip("/")
+    assets = {}
+    for name, kind in (("chat.js", "application/javascript"), ("chat.css", "text/css")):
+        async with http.get(f"{base}/{name}") as response:
+            assert response.status == 200 and response.content_type == kind
+            assets[name] = await response.text()
+    for text in (page, *assets.values()):
+        assert not re.search(r"""(src|href)=["']?(https?:)?//|@import|url\(""", text), (
+            "remote asset"
+        )
+    script = assets["chat.js"]
+    assert "getElementById" in script
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
     # The Bot API still answers on the same port.
     async with http.get(f"{stack.emulator.base_url}/bot{stack.emulator.token}/getMe") as response:
         assert (await response.json())["ok"] is True
