@@ -636,11 +636,6 @@ async def test_llm_plan_and_a_refusal(
         assert state.last_error is None and state.status == PlanStatus.AWAITING_APPROVAL
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: check_approve (workflows/plan_rules.py) refuses a failed draft as "
-    "Busy ('a new plan is being drafted'); Rejection.DRAFT_FAILED is never raised",
-)
 async def test_approving_a_failed_draft_is_refused_as_draft_failed(
     ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
 ) -> None:

@@ -173,3 +173,16 @@ def test_refusals_are_typed() -> None:
     )
     r.state.drafting = True
     assert refusal(r.check_replace, False) == Rejection.BUSY
+
+
+def test_approve_says_why_there_is_nothing_to_start() -> None:
+    """Drafting: busy. A failed draft: it failed (Regenerate), not "being drafted". A stale
+    button: already handled, whatever the draft's state."""
+    r = rules()
+    r.state.steps = []
+    r.state.drafting = True
+    assert refusal(r.check_approve, None, False) == Rejection.BUSY
+    assert refusal(r.check_approve, 0, False) == Rejection.ALREADY_HANDLED
+    r.state.drafting, r.state.last_error = False, "the planner refused"
+    assert refusal(r.check_approve, 1, False) == Rejection.DRAFT_FAILED
+    assert refusal(r.check_approve, 0, False) == Rejection.ALREADY_HANDLED

@@ -186,12 +186,14 @@ class PlanRules:
         st = self.state
         if st.status != PlanStatus.AWAITING_APPROVAL:
             raise rejected(Rejection.ALREADY_HANDLED, f"already handled: plan is {st.status.value}")
-        if st.drafting or not st.steps:
-            raise rejected(Rejection.BUSY, "there is no plan to approve yet")
         if plan_version is not None and plan_version != st.plan_version:
             raise rejected(
                 Rejection.ALREADY_HANDLED, "already handled: this draft was replaced by a newer one"
             )
+        if not st.steps and st.last_error is not None and not st.drafting:
+            raise rejected(Rejection.DRAFT_FAILED, f"the draft failed: {st.last_error}")
+        if st.drafting or not st.steps:
+            raise rejected(Rejection.BUSY, "the plan is still being drafted")
 
     def check_pause(self, until: datetime | None, now: datetime, cancelling: bool) -> None:
         self.check_open(cancelling)
