@@ -162,7 +162,6 @@ class PlanState(BaseModel):
     paused_at: datetime | None = None
     paused_until: datetime | None = None
     # While paused: how long was left on the clock, restored by resume.
-    remaining_seconds: float | None = None
     blocked_reason: str | None = None
     cancel_reason: str | None = None
     # Why the last plan generation failed, shown to the owner.

@@ -278,8 +278,6 @@ class PlanRules:
     def pause(self, now: datetime, until: datetime | None) -> None:
         st = self.state
         if st.status != PlanStatus.PAUSED:
-            wake = self.next_wake()
-            st.remaining_seconds = None if wake is None else max(0.0, (wake - now).total_seconds())
             st.paused_at = now
         st.status = PlanStatus.PAUSED
         st.paused_until = until
@@ -302,7 +300,6 @@ class PlanRules:
                     st.escalate_from += shift
         st.paused_at = None
         st.paused_until = None
-        st.remaining_seconds = None
 
     def block(self, reason: str) -> bool:
         """Telegram refuses to deliver; a running plan waits for its owner. False: nothing changed."""
@@ -334,7 +331,6 @@ class PlanRules:
         if await_approval or status == PlanStatus.AWAITING_APPROVAL:
             st.status = PlanStatus.AWAITING_APPROVAL
             st.paused_at = st.paused_until = None
-            st.remaining_seconds = None
             return
         until = st.paused_until
         self.activate(now)
