@@ -54,17 +54,20 @@ class Settings(BaseSettings):
     # Plans kept in the worker's memory between tasks (sticky cache); 0 replays every
     # task from history (slower, used by the model-based tests to replay all the time).
     max_cached_workflows: int = Field(default=1000, ge=0)
-    # Worker concurrency (benchmarks/, BENCHMARKS.md): workflow tasks and activities one
-    # process takes at once, its pollers per queue, and its PostgreSQL connections.
-    max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
-    max_concurrent_activities: int = Field(default=100, ge=1)
+    # Worker concurrency (measured in BENCHMARKS.md): workflow tasks and activities one
+    # process takes at once, its pollers per queue, and its PostgreSQL connections. The
+    # SDK's 100 let a worker under a backlog take more than it could finish (tasks > 5 s,
+    # sends timed out and repeated); 20 keeps it saturated without that.
+    max_concurrent_workflow_tasks: int = Field(default=20, ge=2)
+    max_concurrent_activities: int = Field(default=20, ge=1)
     max_concurrent_local_activities: int = Field(default=100, ge=1)
     workflow_task_pollers: int = Field(default=5, ge=2)
     activity_task_pollers: int = Field(default=5, ge=1)
     worker_db_pool_size: int = Field(default=10, ge=1)
-    # How the worker runs plan code: "full" sandbox (a fresh import per plan loaded),
-    # "shared" (the workflow module passed through), "off" (worker.py's plan_runner).
-    workflow_sandbox: Literal["full", "shared", "off"] = "full"
+    # How the worker runs plan code: "full" sandbox (a fresh import per plan loaded,
+    # ~45 ms of CPU), "shared" (the workflow module passed through), "off" (worker.py's
+    # plan_runner; the tests' replayer keeps the full sandbox).
+    workflow_sandbox: Literal["full", "shared", "off"] = "off"
 
     bot_mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None
