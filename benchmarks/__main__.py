@@ -57,7 +57,8 @@ QUICK: dict[str, dict[str, Any]] = {
 
 async def run(groups: list[str], quick: bool, plans: int | None, worker_env: dict[str, str],
               json_out: Path | None, markdown: Path | None = None,
-              argv: list[str] | None = None) -> int:  # fmt: skip
+              argv: list[str] | None = None,
+              server_config: dict[str, str] | None = None) -> int:  # fmt: skip
     sizes = QUICK if quick else FULL
     report = workloads.Report()
     report.context = {
@@ -66,11 +67,13 @@ async def run(groups: list[str], quick: bool, plans: int | None, worker_env: dic
         "python": platform.python_version(),
         "load average at start": load_average(),
         "worker settings": worker_env or "defaults",
+        "dev server config": server_config or "defaults",
         "quick": quick,
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     stack = Stack()
     stack.worker_env = worker_env
+    stack.server_config = server_config or {}
     print(f"stack in {stack.workdir} (load {load_average()})", flush=True)
     began = time.monotonic()
     # SIGTERM (a timeout, a test runner) stops the run the way Ctrl-C does: servers are shut.
@@ -166,16 +169,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (the test suite)")
     parser.add_argument("--plans", type=int, help="override the group's plan count")
     parser.add_argument(
+        "--size", action="append", default=[], metavar="KEY=VALUE",
+        help="override another size of the group (e.g. stream_seconds=30)",
+    )  # fmt: skip
+    parser.add_argument(
         "--worker-env", action="append", default=[], metavar="KEY=VALUE",
         help="a worker setting for this run (e.g. MAX_CACHED_WORKFLOWS=500)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--server-config", action="append", default=[], metavar="KEY=VALUE",
+        help="a dev server dynamic config value (e.g. matching.numTaskqueueReadPartitions=1)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--markdown", type=Path, help="also write them as a Markdown table")
     args = parser.parse_args(argv)
     groups = list(GROUPS) if args.group == "all" else [args.group]
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
+    server = dict(kv.split("=", 1) for kv in args.server_config)
+    for kv in args.size:
+        key, value = kv.split("=", 1)
+        for sizes in (FULL, QUICK):
+            for group in sizes.values():
+                if key in group:
+                    group[key] = type(group[key])(value)
     return asyncio.run(
-        run(groups, args.quick, args.plans, worker_env, args.json, args.markdown, argv)
+        run(groups, args.quick, args.plans, worker_env, args.json, args.markdown, argv, server)
     )
 
 

