@@ -27,28 +27,18 @@ from bot.middlewares import (
 )
 from bot.pacing import ChatPacingMiddleware
 from bot.routers import all_routers
-from bot.services import CancelRetrier, PlanService
 from logging_setup import setup_logging
+from services.plans import CancelRetrier, PlanService
 from settings import Settings, load_settings, revealed, usable_miniapp_url
 from storage.db import create_pool
 from storage.fsm import PostgresEventIsolation, PostgresStorage
+from telegram_ui import texts
 from telegram_ui.session import make_bot
 from temporal_client import connect
 
 log = logging.getLogger("leadpilot.bot")
 
-COMMANDS = [
-    BotCommand(command="add", description="Add a lead"),
-    BotCommand(command="leads", description="Your leads and their plans"),
-    BotCommand(command="settings", description="Timezone, send window, workdays"),
-    BotCommand(command="timezone", description="Set your timezone, e.g. Europe/Berlin"),
-    BotCommand(command="window", description="Set the send window, e.g. 09:00-18:00"),
-    BotCommand(command="workdays", description="Reminders on workdays only: on|off"),
-    BotCommand(command="pause", description="Pause all plans [days]"),
-    BotCommand(command="resume", description="Resume all plans"),
-    BotCommand(command="cancel", description="Leave the current dialog"),
-    BotCommand(command="help", description="What I can do"),
-]
+COMMANDS = [BotCommand(command=name, description=about) for name, about in texts.COMMANDS]
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 CHATS_AT_ONCE = 20
 # A dialog left half-way (an /add never finished, an offer never answered) is dropped
@@ -111,7 +101,9 @@ def build_dispatcher(
             url = usable_miniapp_url(settings.miniapp_url, settings.telegram_api_base)
             if url is not None:
                 await bot.set_chat_menu_button(
-                    menu_button=MenuButtonWebApp(text="📋 Pipeline", web_app=WebAppInfo(url=url))
+                    menu_button=MenuButtonWebApp(
+                        text=texts.MENU_BUTTON, web_app=WebAppInfo(url=url)
+                    )
                 )
 
     @dp.shutdown()

@@ -18,8 +18,9 @@ from datetime import datetime
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 
-from bot.services import ActionRejected, NoWorkerInTime, PlanService
+from services.plans import ActionRejected, NoWorkerInTime, PlanService
 from storage.bulk_jobs import BulkJob, BulkJobRepository
+from telegram_ui.texts import BULK_REPLACED, bulk_progress, bulk_result
 from workflows.models import Schedule
 
 log = logging.getLogger("leadpilot.bot")
@@ -27,10 +28,6 @@ log = logging.getLogger("leadpilot.bot")
 
 class TemporalAway(Exception):
     """Temporal can't be reached: leave the job where it is and try again later."""
-
-
-def plans_word(n: int) -> str:
-    return f"{n} plan" + ("" if n == 1 else "s")
 
 
 class BulkRunner:
@@ -78,22 +75,15 @@ class BulkRunner:
             skipped += len(results) - sum(results)
             if not await repo.progress(job.id, done, applied, skipped):
                 # Superseded by a newer change of the same kind, which says the rest.
-                await self._edit(bot, job, "↪️ Replaced by your newer change.")
+                await self._edit(bot, job, BULK_REPLACED)
                 return
             now = asyncio.get_running_loop().time()
             if done < total and now - last_edit >= self.PROGRESS_EVERY:
                 last_edit = now
-                await self._edit(bot, job, f"⏳ Working on it: {done} of {total} leads…")
+                await self._edit(bot, job, bulk_progress(done, total))
         await repo.finish(job.id)
-        await self._edit(bot, job, self.result(job, applied))
-
-    @staticmethod
-    def result(job: BulkJob, applied: int) -> str:
-        if job.action == "set_schedule":
-            return f"Applied to {applied} running plan{'s' if applied != 1 else ''}."
-        if job.action == "pause":
-            return f"⏸ Paused {plans_word(applied)}{job.payload.get('span', '')}."
-        return f"▶️ Resumed {plans_word(applied)}."
+        span = str(job.payload.get("span", ""))
+        await self._edit(bot, job, bulk_result(job.action, applied, span))
 
     async def _edit(self, bot: Bot, job: BulkJob, status: str) -> None:
         if job.message_id is None:

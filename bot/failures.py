@@ -18,10 +18,10 @@ from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import ErrorEvent
 from temporalio.service import RPCError
 
+from telegram_ui.texts import BROKEN, TRY_AGAIN
+
 log = logging.getLogger("leadpilot.bot")
 
-TRY_AGAIN = "⏳ I can't reach my database or planner right now. Please try again in a moment."
-BROKEN = "⚠️ Something went wrong on my side; nothing was changed. Please try again."
 
 TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,

@@ -15,10 +15,10 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, ChatMemberUpdated, TelegramObject
 from aiogram.types import User as TgUser
 
-from bot.services import ActionRejected, PlanService
+from services.plans import ActionRejected, PlanService
 from storage.lead_views import LeadViews
 from storage.users import UserRepository
-from telegram_ui.texts import lead_label
+from telegram_ui.texts import STILL_WORKING, welcome_back
 
 log = logging.getLogger("leadpilot.bot")
 
@@ -79,18 +79,9 @@ class ResumeBlockedMiddleware(BaseMiddleware):
                 continue
             resumed.append(lead)
         if resumed:
-            names = ", ".join(lead_label(x.prospect_name, x.prospect_company) for x in resumed)
             with contextlib.suppress(TelegramAPIError):
-                await bot.send_message(
-                    tg_user.id,
-                    f"▶️ Welcome back! Reminders could not reach you, so I had held "
-                    f"{len(resumed)} plan{'s' if len(resumed) != 1 else ''}; "
-                    f"resumed now: {names}.",
-                )
+                await bot.send_message(tg_user.id, welcome_back(resumed))
         return result
-
-
-STILL_WORKING = "⏳ Still working on it; the message will show the result."
 
 
 class CallbackDeadlineMiddleware(BaseMiddleware):

@@ -71,6 +71,7 @@ DEFAULT_USER_ID = 1001
 MAX_POLL_TIMEOUT = 25.0
 STATIC_DIR = Path(__file__).with_name("webchat_static")
 PAGE_FILE = STATIC_DIR / "chat.html"
+WEB_APP_JS = STATIC_DIR / "telegram-web-app.js"  # also served by benchmarks/miniapp.py
 # The page's own script and styles, and the stand-in for Telegram's telegram-web-app.js.
 ASSETS = {
     "chat.js": "application/javascript",

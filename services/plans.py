@@ -1,9 +1,11 @@
-"""The bot's side of Temporal and PostgreSQL: one object the handlers get injected.
+"""Steering a lead's plan, for the bot and the Mini App alike: one `PlanService`.
 
-Handlers stay about conversation; everything that talks to a plan workflow, and the
-translation of Temporal's failures into one `ActionRejected` carrying the workflow's
-typed `Rejection`, lives here. Reads (lists, timelines) come from the mirror
-(storage.lead_views), so Temporal is asked only to change things.
+Handlers (bot routers, Mini App routes) stay about conversation; everything that talks to
+a plan workflow, and the translation of Temporal's failures into one `ActionRejected`
+carrying the workflow's typed `Rejection`, lives here, so both front ends get the same
+validators and the same refusals. Reads (lists, timelines) come from the mirror
+(storage.lead_views), so Temporal is asked only to change things. This package imports
+neither `bot` nor `webapp` (tests/test_layering.py).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from workflows.models import (
     StepAction,
 )
 
-log = logging.getLogger("leadpilot.bot")
+log = logging.getLogger("leadpilot.plans")
 
 T = TypeVar("T")
 
@@ -65,8 +67,11 @@ class ActionRejected(Exception):
     """The plan refused an owner action, or could not be reached to take it.
 
     `kind` is the workflow's typed reason (None: not a refusal, e.g. no worker in time or
-    Temporal unreachable); `reason` is the workflow's own sentence, for the log.
+    Temporal unreachable); `reason` is the workflow's own sentence, for the log;
+    `pending`: accepted, and applied once a worker takes it (NoWorkerInTime).
     """
+
+    pending = False
 
     def __init__(self, kind: Rejection | None, reason: str, *, unreachable: bool = False) -> None:
         super().__init__(reason)
@@ -81,6 +86,8 @@ class ActionRejected(Exception):
 
 class NoWorkerInTime(ActionRejected):
     """Accepted by the server but no worker took it within the RPC timeout (a deploy)."""
+
+    pending = True
 
 
 def user_schedule(user: User | None) -> Schedule:

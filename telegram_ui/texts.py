@@ -1,6 +1,10 @@
-"""Every message text the bot and the send activities write, and its formatting.
+"""Every word a user reads, from the bot, the send activities and the Mini App.
 
-All text is Telegram HTML: every user- or LLM-supplied string goes through `clip`,
+One file on purpose (past ~500 lines): whoever edits the product's wording finds all of
+it here, section by section, and the bot and the Mini App say the same thing for the
+same event. Logic stays with the callers; this file only formats.
+
+All chat text is Telegram HTML: every user- or LLM-supplied string goes through `clip`,
 which escapes it and keeps the escaped form within a length budget, so a message
 never exceeds 4096 characters and never breaks the HTML parser.
 """
@@ -9,10 +13,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from html import escape
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from storage.lead_views import LeadTimeline, MirroredPlanStatus, PlanSummaryRow
-from storage.models import Lead, User
+from storage.models import CLOSED_LEAD_STATUSES, Lead, LeadStatus, User
+from workflows.errors import Rejection
 from workflows.models import (
     NoticeKind,
     NoticeRequest,
@@ -38,6 +44,22 @@ HELP = (
 )
 
 NOT_YOURS = "That lead isn't yours."
+
+# The bot's command menu (setMyCommands), in the order Telegram shows it.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("add", "Add a lead"),
+    ("leads", "Your leads and their plans"),
+    ("settings", "Timezone, send window, workdays"),
+    ("timezone", "Set your timezone, e.g. Europe/Berlin"),
+    ("window", "Set the send window, e.g. 09:00-18:00"),
+    ("workdays", "Reminders on workdays only: on|off"),
+    ("pause", "Pause all plans [days]"),
+    ("resume", "Resume all plans"),
+    ("cancel", "Leave the current dialog"),
+    ("help", "What I can do"),
+)
+MENU_BUTTON = "📋 Pipeline"
+WELCOME = "👋 Welcome! You're registered.\n\n" + HELP
 
 STATUS_MARK = {
     StepStatus.COMPLETED: "✅",
@@ -104,6 +126,11 @@ def due_phrase(status: str | None, due_at: datetime | None, now: datetime, day_s
     return f"due in {n} day" + ("" if n == 1 else "s")
 
 
+def counted(n: int, word: str) -> str:
+    """ "1 plan", "3 plans"."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 # ---- what the worker sends: reminders, drafted plans, notices ----
 
 
@@ -166,7 +193,67 @@ def notice_text(req: NoticeRequest, name: str, company: str | None) -> str:
             return f"🎉 All steps of the plan for {label} are done."
 
 
-# ---- after an owner's action (bot and Mini App) ----
+# ---- refusals and failures: what a tap or a Mini App action hears when it did not apply ----
+
+ANSWER_LIMIT = 200  # Telegram's limit for a callback answer
+
+# What the owner reads for each typed refusal of the workflow (workflows/errors.py).
+REJECTION_TEXT: dict[Rejection, str] = {
+    Rejection.ALREADY_HANDLED: "Already handled",
+    Rejection.PLAN_FINISHED: "Already handled: the plan has finished",
+    Rejection.NOT_DUE: "That step isn't due yet; nothing was changed",
+    Rejection.NOT_STARTED: "The plan hasn't started yet: press ▶️ Start plan first",
+    Rejection.WRONG_STATUS: "Not possible in the plan's current state; nothing was changed",
+    Rejection.BUSY: "A new plan is being drafted; try again once it arrives",
+    Rejection.LEAD_CLOSED: "This lead is closed. Reopen it (🏷 Change status) to plan again",
+    Rejection.INVALID: "That doesn't fit this plan; nothing was changed",
+    Rejection.DRAFT_FAILED: "The planner couldn't draft a plan; try 🔄 Regenerate again",
+}
+NO_WORKER = "⏳ Taking longer than usual; the plan will catch up, check it in a minute"
+UNREACHABLE = "⏳ The planner is unreachable right now; please try again in a moment"
+FAILED = "⚠️ That didn't work; nothing was changed. Please try again"
+LEAD_CLOSED = REJECTION_TEXT[Rejection.LEAD_CLOSED] + "."
+# Any update that failed in a handler (bot/failures.py): transient, or a bug of ours.
+TRY_AGAIN = "⏳ I can't reach my database or planner right now. Please try again in a moment."
+BROKEN = "⚠️ Something went wrong on my side; nothing was changed. Please try again."
+# A tap whose handler is held up: the edited message shows the outcome later.
+STILL_WORKING = "⏳ Still working on it; the message will show the result."
+UNKNOWN_BUTTON = "This button is no longer valid."
+
+
+class Refusal(Protocol):
+    """What a refused action carries (services.plans.ActionRejected; not imported here,
+    presentation depends on no service)."""
+
+    kind: Rejection | None
+    unreachable: bool
+    pending: bool
+
+
+def rejection_text(err: Refusal) -> str:
+    """What a refused or unreachable action hears; a stale or double tap always starts
+    with "Already handled"."""
+    if err.pending:  # accepted, but no worker took it in time
+        text = NO_WORKER
+    elif err.kind is not None:
+        text = REJECTION_TEXT[err.kind]
+    elif err.unreachable:
+        text = UNREACHABLE
+    else:  # an untyped failure of the update: say so rather than guess
+        text = FAILED
+    return text[:ANSWER_LIMIT]
+
+
+def already_handled(plan_status: str) -> str:
+    return f"Already handled: plan is {plan_status}"
+
+
+PLAN_GONE = "Already handled: this plan is gone"
+PLAN_REPLACED = "Already handled: this plan was replaced"
+PLAN_NOT_RUNNING = "Already handled: the plan is not running"
+
+
+# ---- after an owner's action: the answer and the edited reminder (bot and Mini App) ----
 
 
 def next_phrase(state: PlanState) -> str:
@@ -201,6 +288,79 @@ def reminder_outcome(
     if show_next:
         lines.append(next_phrase(state))
     return "\n".join(lines)
+
+
+def step_done() -> tuple[str, str]:
+    """(the edited reminder's outcome line, the short answer) for Done."""
+    return "✅ Done.", "Marked done ✅"
+
+
+def step_skipped() -> tuple[str, str]:
+    return "⏭ Skipped.", "Skipped ⏭"
+
+
+def step_snoozed(days: int) -> tuple[str, str]:
+    unit = "day" if days == 1 else "days"
+    return f"💤 Snoozed {days} {unit}.", f"Snoozed {days} {unit} 💤"
+
+
+STOPPED_NO_MORE = "🛑 Plan stopped. No more reminders for this lead."
+STOPPED = "Plan stopped 🛑"
+STOPPED_SHORT = "Plan stopped"
+PAUSED = "Paused ⏸"
+RESUMED = "Resumed ▶️"
+DRAFTING = "Drafting a new plan… it arrives as a new message"
+DRAFTING_SHORT = "Drafting a new plan…"
+PLAN_STARTED = "Plan started ▶️"
+DISCARDED = "Discarded"
+
+
+def stopped_reminder(lead: Lead) -> str:
+    """A reminder after Stop plan was tapped on it."""
+    return f"<b>{lead_label(lead.prospect_name, lead.prospect_company)}</b>\n\n{STOPPED_NO_MORE}"
+
+
+def full_draft(draft: str) -> str:
+    return f"📄 <b>Full draft</b>\n<blockquote>{clip(draft, MESSAGE_LIMIT - 100)}</blockquote>"
+
+
+def plan_started(
+    lead: Lead, state: PlanState, paused: PlanState | None, paused_until: datetime | None, tz: str
+) -> str:
+    """The drafted plan's message after Start plan: the plan, what comes next, a vacation."""
+    footer = f"\n\n▶️ <b>Plan started.</b> {next_phrase(paused or state)}"
+    if paused is not None:
+        footer += f"\n⏸ Paused until {when(paused_until, tz)} (/pause)."
+    body = plan_text(lead.prospect_name, lead.prospect_company, state)
+    if len(body) + len(footer) > MESSAGE_LIMIT:
+        label = lead_label(lead.prospect_name, lead.prospect_company)
+        body = f"📋 Engagement plan for {label}: {len(state.steps)} steps"
+    return body + footer
+
+
+def plan_redrafting(lead: Lead) -> str:
+    label = lead_label(lead.prospect_name, lead.prospect_company)
+    return f"🔄 Drafting a new plan for {label}… it arrives as a new message."
+
+
+def plan_discarded(lead: Lead) -> str:
+    return f"🗑 Plan for {lead_label(lead.prospect_name, lead.prospect_company)} discarded."
+
+
+def status_changed(previous: LeadStatus, status: LeadStatus, *, stopped: bool, chat: bool) -> str:
+    """The answer to a status change; closing a lead stops its plan (at once, or as soon
+    as Temporal is reachable again: `stopped` False)."""
+    if previous == status:
+        return f"Already {status.value}"
+    text = f"Status: {status.value}"
+    if status in CLOSED_LEAD_STATUSES and previous not in CLOSED_LEAD_STATUSES:
+        if stopped:
+            text += "; plan stopped"
+        elif chat:
+            text += "; the planner is unreachable, the plan will stop shortly"
+        else:
+            text += "; the plan stops as soon as it can"
+    return text
 
 
 # ---- the bot's screens: /leads, a lead, /settings ----
@@ -287,3 +447,133 @@ def settings_text(user: User) -> str:
         )
         + "\nChange with /timezone Europe/Berlin, /window 09:00-18:00, /workdays on|off."
     )
+
+
+def status_menu(lead: Lead) -> str:
+    return f"Choose the new status for <b>{clip(lead.prospect_name, 80)}</b>:"
+
+
+def settings_problem(problem: str) -> str:
+    """A schedule change the workflow's `Schedule` model refused."""
+    return f"⚠️ {clip(problem, 300)}. Nothing was changed."
+
+
+def settings_saved(user: User) -> str:
+    return "✅ Saved.\n\n" + settings_text(user)
+
+
+APPLYING = "⏳ Applying to your running plans…"
+TIMEZONE_USAGE = "Usage: /timezone Europe/Berlin (an IANA timezone name)"
+WINDOW_USAGE = "⚠️ Usage: /window 09:00-18:00. Nothing was changed."
+WORKDAYS_USAGE = "⚠️ Usage: /workdays on|off. Nothing was changed."
+
+
+def unknown_timezone(raw: str, suggestions: list[str]) -> str:
+    hint = (
+        "did you mean " + " or ".join(f"<code>{s}</code>" for s in suggestions) + "?"
+        if suggestions
+        else "use an IANA name like Europe/Berlin."
+    )
+    return f"⚠️ unknown timezone '{clip(raw, 64)}'; {hint} Nothing was changed."
+
+
+def pause_usage(max_days: int) -> str:
+    return f"⚠️ Usage: /pause [days], days 1–{max_days}."
+
+
+def pause_span(until: datetime | None, tz: str) -> str:
+    return f" until {when(until, tz)}" if until else " until you send /resume"
+
+
+def pausing(span: str) -> str:
+    return f"⏳ Pausing your plans{span}…"
+
+
+RESUMING = "⏳ Resuming your plans…"
+
+
+# ---- background jobs over all plans (/timezone, /window, /workdays, /pause, /resume) ----
+
+BULK_REPLACED = "↪️ Replaced by your newer change."
+
+
+def bulk_progress(done: int, total: int) -> str:
+    return f"⏳ Working on it: {done} of {total} leads…"
+
+
+def bulk_result(action: str, applied: int, span: str) -> str:
+    if action == "set_schedule":
+        return f"Applied to {counted(applied, 'running plan')}."
+    if action == "pause":
+        return f"⏸ Paused {counted(applied, 'plan')}{span}."
+    return f"▶️ Resumed {counted(applied, 'plan')}."
+
+
+def welcome_back(resumed: list[Lead]) -> str:
+    """An owner who had blocked the bot is back: their held plans run again."""
+    names = ", ".join(lead_label(x.prospect_name, x.prospect_company) for x in resumed)
+    return (
+        f"▶️ Welcome back! Reminders could not reach you, so I had held "
+        f"{counted(len(resumed), 'plan')}; resumed now: {names}."
+    )
+
+
+# ---- adding a lead: /add and "make a lead of this?" ----
+
+ASK_NAME = "Who is the lead? Send their name. (/cancel to stop)"
+ASK_CONTEXT = "What do you know about them — where you met, what they need? (send - to skip)"
+NEEDS_TEXT = "Please answer with text, or /cancel to stop adding the lead."
+OFFER_EXPIRED = "That offer has expired; send the text again or use /add."
+OFFER_ACCEPTED_ASK_NAME = "📥 OK. " + ASK_NAME
+OFFER_DECLINED = "OK, I'll leave it. Send /help to see what I can do."
+UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
+
+
+def cancelled(had_dialog: bool) -> str:
+    return "Cancelled." if had_dialog else "Nothing to cancel."
+
+
+def ask_company(name: str) -> str:
+    return f"Company of {clip(name, 80)}? (send - to skip)"
+
+
+def too_long_note(length: int, kept: int) -> str:
+    return f"✂️ That note has {length} characters; I keep the first {kept} as the lead's context."
+
+
+def make_lead_question(who: str | None) -> str:
+    return f"Make a lead of this message from {clip(who, 80)}?" if who else "Make a lead of this?"
+
+
+def making_lead(name: str) -> str:
+    return f"📥 Making a lead of {clip(name, 80)}."
+
+
+def drafting_for(lead: Lead) -> str:
+    return f"⏳ Drafting a plan for {lead_label(lead.prospect_name, lead.prospect_company)}…"
+
+
+def saved_but_unreachable(lead: Lead) -> str:
+    label = lead_label(lead.prospect_name, lead.prospect_company)
+    return (
+        f"💾 Saved {label}, but the planner is unreachable right now. In a moment, open "
+        "the lead in /leads and tap 🔄 Regenerate plan."
+    )
+
+
+# ---- the Mini App's answers (plain text, shown by the page; webapp/) ----
+
+APP_UNREACHABLE = "The planner is unreachable right now; try again in a moment"
+APP_DRAFTING = "Drafting a new plan… it arrives in the chat to approve"
+
+
+def app_saved(applied: int) -> str:
+    return f"Saved; {counted(applied, 'running plan')} moved"
+
+
+def app_paused(applied: int) -> str:
+    return f"Paused {counted(applied, 'running plan')} ⏸"
+
+
+def app_resumed(applied: int) -> str:
+    return f"Resumed {counted(applied, 'running plan')} ▶️"

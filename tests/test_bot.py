@@ -14,7 +14,6 @@ from aiohttp import web
 from temporalio.testing import WorkflowEnvironment
 
 from bot.app import build_dispatcher, build_webhook_app, run_bot
-from bot.routers.common import LEAD_CLOSED
 from settings import Settings
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
@@ -23,6 +22,7 @@ from storage.reminders import ReminderRepository
 from storage.users import UserRepository
 from telegram_ui.callbacks import LeadAct, LeadCallback, StepAct, StepCallback
 from telegram_ui.session import make_bot
+from telegram_ui.texts import LEAD_CLOSED
 from tests.bot_fixtures import BotStack, bot_stack
 from tests.rig import eventually
 from workflows.models import PlanStatus, StepStatus

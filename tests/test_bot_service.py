@@ -23,12 +23,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bot.app import build_dispatcher, build_webhook_app, make_process_bot
-from bot.failures import TRY_AGAIN
-from bot.middlewares import STILL_WORKING
-from bot.routers.common import REJECTION_TEXT, rejection_text
 from bot.routers.settings import resolve_timezone
-from bot.services import ActionRejected, NoWorkerInTime
 from emulators.openai_server import OpenAIEmulator
+from services.plans import ActionRejected, NoWorkerInTime
 from settings import Settings
 from storage.bulk_jobs import BulkJobRepository
 from storage.db import create_pool
@@ -39,6 +36,7 @@ from storage.models import LeadStatus
 from storage.plan_cancels import PlanCancelOutbox
 from storage.users import UserRepository
 from telegram_ui.callbacks import LeadStatusCallback
+from telegram_ui.texts import REJECTION_TEXT, STILL_WORKING, TRY_AGAIN, rejection_text
 from tests.bot_fixtures import BotStack, PollingBot, bot_stack
 from tests.conftest import TEMPORAL_CLI
 from tests.faults.harness import StoppablePostgres

@@ -1,6 +1,7 @@
-"""The one-way arrows of README's architecture picture, checked on the source: storage and
-workflows know no caller; telegram_ui (what a user reads or taps) serves both the bot and
-the activities, so it imports neither; the activities never import the bot."""
+"""The one-way arrows of docs/architecture.md, checked on the source: storage and
+workflows know no caller; telegram_ui (what a user reads or taps) serves the bot, the
+activities and the Mini App, so it imports none of them; the activities never import the
+bot; the plan service serves the bot and the Mini App, which never import each other."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = {
-    "workflows": {"activities", "bot", "storage", "telegram_ui", "webapp", "ops"},
-    "storage": {"activities", "bot", "telegram_ui", "webapp", "workflows"},
-    "telegram_ui": {"activities", "bot", "webapp"},
-    "activities": {"bot", "webapp"},
+    "workflows": {"activities", "bot", "storage", "telegram_ui", "webapp", "ops", "services"},
+    "storage": {"activities", "bot", "telegram_ui", "webapp", "workflows", "services"},
+    "telegram_ui": {"activities", "bot", "webapp", "services"},
+    "activities": {"bot", "webapp", "services"},
+    "services": {"activities", "bot", "webapp", "telegram_ui"},
+    "webapp": {"bot", "activities"},
+    "bot": {"webapp", "activities"},
 }
 
 

@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from temporalio.testing import WorkflowEnvironment
 
-from bot.services import PlanService
 from emulators.webchat import sign_web_app_data
+from services.plans import PlanService
 from settings import usable_miniapp_url
 from storage.leads import LeadRepository
 from storage.models import LeadStatus, ReminderStatus

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.services import PlanService
 from emulators.webchat import sign_web_app_data
+from services.plans import PlanService
 from settings import Settings
 from storage.users import UserRepository
 from telegram_ui.session import make_bot

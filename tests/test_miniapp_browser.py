@@ -15,9 +15,9 @@ from aiohttp import web
 from playwright.async_api import Browser, FrameLocator, expect
 
 from bot.app import run_bot
-from bot.services import PlanService
 from emulators.telegram import TelegramEmulator
 from emulators.webchat import DEFAULT_USER_ID, mount_webchat
+from services.plans import PlanService
 from settings import Settings
 from storage.models import ReminderStatus
 from storage.reminders import ReminderRepository

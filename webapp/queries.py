@@ -133,6 +133,36 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+# A step as the page draws it, from a scheduled_reminders row or from the current-step
+# columns of the lead summary (the page's key -> the column).
+STEP_COLUMNS = {
+    "action_type": "action_type",
+    "description": "description",
+    "draft": "draft_text",
+    "due_at": "due_at",
+    "status": "status",
+    "reminder_count": "reminder_count",
+}
+CURRENT_STEP_COLUMNS = {
+    "action_type": "cur_action",
+    "description": "cur_description",
+    "draft": "cur_draft",
+    "due_at": "cur_due",
+    "status": "cur_status",
+    "reminder_count": "cur_reminders",
+}
+
+
+def _step_view(
+    step_id: int, position: int, row: Mapping[str, Any], columns: Mapping[str, str]
+) -> dict[str, Any]:
+    """One step for the page (Today's cards and a lead's timeline draw it the same way)."""
+    view = {key: row[column] for key, column in columns.items()}
+    view["draft"] = view["draft"] or ""
+    view["due_at"] = _iso(view["due_at"])
+    return {"step_id": step_id, "position": position, **view}
+
+
 def _lead_view(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     status = plan_status(row["last_event"], row["steps"] or 0, row["cur_step"])
     running = status in ("active", "paused", "blocked")
@@ -205,19 +235,13 @@ async def lead(
         view["plan_version"] or 0,
         owner,
     )
+    current = (view["next_step"] or {}).get("step_id")
     view["timeline"] = [
         {
-            "step_id": s["step_id"],
-            "position": i,
-            "action_type": s["action_type"],
-            "description": s["description"],
-            "draft": s["draft_text"] or "",
-            "due_at": _iso(s["due_at"]),
-            "status": s["status"],
-            "reminder_count": s["reminder_count"],
+            **_step_view(s["step_id"], i, s, STEP_COLUMNS),
             "snooze_count": s["snooze_count"],
             "completed_at": _iso(s["completed_at"]),
-            "current": s["step_id"] == (view["next_step"] or {}).get("step_id"),
+            "current": s["step_id"] == current,
         }
         for i, s in enumerate(steps, 1)
     ]
@@ -268,15 +292,8 @@ async def today(
                 "name": row["prospect_name"],
                 "company": row["prospect_company"],
                 "plan_version": row["version"],
-                "step_id": row["cur_step"],
-                "position": row["cur_position"],
+                **_step_view(row["cur_step"], row["cur_position"], row, CURRENT_STEP_COLUMNS),
                 "total": row["steps"],
-                "action_type": row["cur_action"],
-                "description": row["cur_description"],
-                "draft": row["cur_draft"] or "",
-                "due_at": _iso(row["cur_due"]),
-                "status": row["cur_status"],
-                "reminder_count": row["cur_reminders"],
                 "overdue": view["overdue"],
             }
         )

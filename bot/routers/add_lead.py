@@ -24,12 +24,25 @@ from aiogram.types import (
 from temporalio.service import RPCError
 
 from bot.routers.common import edit
-from bot.services import PlanService
+from services.plans import PlanService
 from storage.leads import LeadRepository
 from storage.models import User
 from telegram_ui.callbacks import MakeLeadAct, MakeLeadCallback
 from telegram_ui.keyboards import make_lead_keyboard
-from telegram_ui.texts import clip, lead_label
+from telegram_ui.texts import (
+    ASK_CONTEXT,
+    ASK_NAME,
+    NEEDS_TEXT,
+    OFFER_ACCEPTED_ASK_NAME,
+    OFFER_DECLINED,
+    OFFER_EXPIRED,
+    ask_company,
+    drafting_for,
+    make_lead_question,
+    making_lead,
+    saved_but_unreachable,
+    too_long_note,
+)
 
 log = logging.getLogger("leadpilot.bot")
 
@@ -61,24 +74,26 @@ async def create_lead(
         prospect_company=company,
         original_context=context,
     )
-    label = lead_label(lead.prospect_name, lead.prospect_company)
     try:
         await plans.start(lead, user)
     except RPCError as err:
         log.warning("could not start the plan of lead %s: %s", lead.id, err)
-        await bot.send_message(
-            owner,
-            f"💾 Saved {label}, but the planner is unreachable right now. In a moment, open "
-            "the lead in /leads and tap 🔄 Regenerate plan.",
-        )
+        await bot.send_message(owner, saved_but_unreachable(lead))
         return
-    await bot.send_message(owner, f"⏳ Drafting a plan for {label}…")
+    await bot.send_message(owner, drafting_for(lead))
+
+
+def optional_answer(message: Message, limit: int) -> str | None:
+    """A dialog answer that may be skipped ("-", "skip"); cut to `limit` characters."""
+    assert message.text is not None
+    raw = message.text.strip()
+    return None if raw.lower() in SKIP else raw[:limit]
 
 
 async def add(message: Message, state: FSMContext) -> None:
     await state.clear()
     await state.set_state(AddLead.name)
-    await message.answer("Who is the lead? Send their name. (/cancel to stop)")
+    await message.answer(ASK_NAME)
 
 
 async def got_name(message: Message, state: FSMContext) -> None:
@@ -86,10 +101,10 @@ async def got_name(message: Message, state: FSMContext) -> None:
     name = message.text.strip()[:NAME_MAX]
     await state.update_data(name=name)
     await state.set_state(AddLead.company)
-    await message.answer(f"Company of {clip(name, 80)}? (send - to skip)")
+    await message.answer(ask_company(name))
 
 
-async def got_company(
+async def got_detail(
     message: Message,
     state: FSMContext,
     bot: Bot,
@@ -97,44 +112,33 @@ async def got_company(
     plans: PlanService,
     user: User | None = None,
 ) -> None:
-    assert message.text is not None and message.from_user is not None
-    raw = message.text.strip()
-    company = None if raw.lower() in SKIP else raw[:COMPANY_MAX]
-    data = await state.update_data(company=company)
-    if data.get("context"):  # came from "make a lead of this?": context is known
-        await state.clear()
-        await create_lead(
-            bot, message.from_user.id, user, pool, plans, data["name"], company, data["context"]
-        )
-        return
-    await state.set_state(AddLead.context)
-    await message.answer(
-        "What do you know about them — where you met, what they need? (send - to skip)"
-    )
-
-
-async def got_context(
-    message: Message,
-    state: FSMContext,
-    bot: Bot,
-    pool: asyncpg.Pool,
-    plans: PlanService,
-    user: User | None = None,
-) -> None:
-    assert message.text is not None and message.from_user is not None
-    raw = message.text.strip()
-    context = None if raw.lower() in SKIP else raw[:CONTEXT_MAX]
-    data = await state.get_data()
+    """The company, then the context (either may be skipped); the lead is created as soon
+    as both are known (after "make a lead of this?" the context is known from the start)."""
+    assert message.from_user is not None
+    if await state.get_state() == AddLead.company.state:
+        data = await state.update_data(company=optional_answer(message, COMPANY_MAX))
+        if not data.get("context"):
+            await state.set_state(AddLead.context)
+            await message.answer(ASK_CONTEXT)
+            return
+    else:
+        await note_if_too_long(message)
+        data = await state.update_data(context=optional_answer(message, CONTEXT_MAX))
     await state.clear()
-    if len(raw) > CONTEXT_MAX:
-        await message.answer(too_long_note(len(raw)))
     await create_lead(
-        bot, message.from_user.id, user, pool, plans, data["name"], data.get("company"), context
+        bot,
+        message.from_user.id,
+        user,
+        pool,
+        plans,
+        data["name"],
+        data.get("company"),
+        data.get("context"),
     )
 
 
 async def dialog_needs_text(message: Message) -> None:
-    await message.answer("Please answer with text, or /cancel to stop adding the lead.")
+    await message.answer(NEEDS_TEXT)
 
 
 def origin_name(message: Message) -> str | None:
@@ -152,26 +156,21 @@ def origin_name(message: Message) -> str | None:
     return None
 
 
-def too_long_note(length: int) -> str:
-    return (
-        f"✂️ That note has {length} characters; I keep the first {CONTEXT_MAX} as the "
-        "lead's context."
-    )
+async def note_if_too_long(message: Message) -> None:
+    """Say so when the context answer is cut to CONTEXT_MAX."""
+    assert message.text is not None
+    if len(message.text.strip()) > CONTEXT_MAX:
+        await message.answer(too_long_note(len(message.text.strip()), CONTEXT_MAX))
 
 
 async def offer(message: Message, state: FSMContext) -> None:
     """Any plain or forwarded text outside a dialog: offer to turn it into a lead."""
     assert message.text is not None
     if len(message.text) > CONTEXT_MAX:
-        await message.answer(too_long_note(len(message.text)))
-    await state.update_data(
-        pending_text=message.text[:CONTEXT_MAX], pending_name=origin_name(message)
-    )
+        await message.answer(too_long_note(len(message.text), CONTEXT_MAX))
     who = origin_name(message)
-    question = (
-        f"Make a lead of this message from {clip(who, 80)}?" if who else "Make a lead of this?"
-    )
-    await message.answer(question, reply_markup=make_lead_keyboard())
+    await state.update_data(pending_text=message.text[:CONTEXT_MAX], pending_name=who)
+    await message.answer(make_lead_question(who), reply_markup=make_lead_keyboard())
 
 
 async def offer_accepted(
@@ -185,24 +184,24 @@ async def offer_accepted(
     data = await state.get_data()
     text = data.get("pending_text")
     if not text:
-        await query.answer("That offer has expired; send the text again or use /add.")
+        await query.answer(OFFER_EXPIRED)
         return
     name = data.get("pending_name")
     await state.clear()
     if name:
-        await edit(query, f"📥 Making a lead of {clip(name, 80)}.")
+        await edit(query, making_lead(name))
         await query.answer()
         await create_lead(bot, query.from_user.id, user, pool, plans, name[:NAME_MAX], None, text)
         return
     await state.update_data(context=text)
     await state.set_state(AddLead.name)
-    await edit(query, "📥 OK. Who is the lead? Send their name. (/cancel to stop)")
+    await edit(query, OFFER_ACCEPTED_ASK_NAME)
     await query.answer()
 
 
 async def offer_declined(query: CallbackQuery, state: FSMContext) -> None:
     await state.clear()
-    await edit(query, "OK, I'll leave it. Send /help to see what I can do.")
+    await edit(query, OFFER_DECLINED)
     await query.answer()
 
 
@@ -211,8 +210,8 @@ def make_router() -> Router:
     router = Router(name="add_lead")
     router.message(Command("add"))(add)
     router.message(AddLead.name, F.text, ~F.text.startswith("/"))(got_name)
-    router.message(AddLead.company, F.text, ~F.text.startswith("/"))(got_company)
-    router.message(AddLead.context, F.text, ~F.text.startswith("/"))(got_context)
+    router.message(AddLead.company, F.text, ~F.text.startswith("/"))(got_detail)
+    router.message(AddLead.context, F.text, ~F.text.startswith("/"))(got_detail)
     router.message(StateFilter(AddLead))(dialog_needs_text)
     router.message(StateFilter(None), F.text, ~F.text.startswith("/"))(offer)
     router.callback_query(MakeLeadCallback.filter(F.act == MakeLeadAct.YES))(offer_accepted)

@@ -9,13 +9,15 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
+from telegram_ui.texts import UNKNOWN_BUTTON, UNKNOWN_COMMAND
+
 
 async def unknown_command(message: Message) -> None:
-    await message.answer("I don't know that command. Send /help to see what I can do.")
+    await message.answer(UNKNOWN_COMMAND)
 
 
 async def unknown_button(query: CallbackQuery) -> None:
-    await query.answer("This button is no longer valid.")
+    await query.answer(UNKNOWN_BUTTON)
 
 
 def make_router() -> Router:

@@ -15,20 +15,28 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from temporalio.service import RPCError
 
-from bot.routers.common import (
-    LEAD_CLOSED,
-    UNREACHABLE,
-    edit,
-    owned_lead_or_alert,
-    rejection_text,
-)
-from bot.services import ActionRejected, PlanService, is_closed
+from bot.routers.common import edit, owned_lead_or_alert
+from services.plans import ActionRejected, PlanService, is_closed
 from storage.lead_views import FINISHED, LeadTimeline, LeadViews
 from storage.models import CLOSED_LEAD_STATUSES, Lead, User
 from storage.plan_cancels import PlanCancelOutbox
 from telegram_ui.callbacks import LeadAct, LeadCallback, LeadsPage, LeadStatusCallback
 from telegram_ui.keyboards import lead_keyboard, leads_keyboard, status_keyboard
-from telegram_ui.texts import NOT_YOURS, clip, lead_detail, leads_page
+from telegram_ui.texts import (
+    DRAFTING,
+    LEAD_CLOSED,
+    NOT_YOURS,
+    PAUSED,
+    PLAN_NOT_RUNNING,
+    RESUMED,
+    STOPPED,
+    UNREACHABLE,
+    lead_detail,
+    leads_page,
+    rejection_text,
+    status_changed,
+    status_menu,
+)
 
 PAGE_SIZE = 5
 # After the cancel signal the workflow needs a moment to mirror it; show the result.
@@ -106,7 +114,7 @@ async def _regenerate(
     except RPCError:
         await query.answer(UNREACHABLE, show_alert=True)
         return
-    await query.answer("Drafting a new plan… it arrives as a new message")
+    await query.answer(DRAFTING)
 
 
 async def lead_action(
@@ -128,11 +136,7 @@ async def lead_action(
     if lead is None:
         return
     if act == LeadAct.STATUS_MENU:
-        await edit(
-            query,
-            f"Choose the new status for <b>{clip(lead.prospect_name, 80)}</b>:",
-            status_keyboard(lead),
-        )
+        await edit(query, status_menu(lead), status_keyboard(lead))
         await query.answer()
         return
     view = await LeadViews(pool).timeline(lead.id, owner)
@@ -142,7 +146,7 @@ async def lead_action(
         return
     if act == LeadAct.STOP:
         if not view.running:
-            await query.answer("Already handled: the plan is not running")
+            await query.answer(PLAN_NOT_RUNNING)
             return
         try:
             await plans.cancel(lead.id, "stopped by owner")
@@ -151,15 +155,15 @@ async def lead_action(
             return
         await settled(pool, lead.id, owner)
         await show_detail(query, pool, plans, user, lead.id)
-        await query.answer("Plan stopped 🛑")
+        await query.answer(STOPPED)
         return
     try:
         if act == LeadAct.PAUSE:
             await plans.pause(lead.id)
-            answer = "Paused ⏸"
+            answer = PAUSED
         else:
             await plans.resume(lead.id)
-            answer = "Resumed ▶️"
+            answer = RESUMED
     except ActionRejected as err:
         await query.answer(rejection_text(err))
         return
@@ -181,18 +185,10 @@ async def change_status(
         await query.answer(NOT_YOURS, show_alert=True)
         return
     previous, lead, stopped = result
-    if previous == lead.status:
-        await show_detail(query, pool, plans, user, lead.id)
-        await query.answer(f"Already {lead.status.value}")
-        return
-    answer = f"Status: {lead.status.value}"
-    if is_closed(lead) and previous not in CLOSED_LEAD_STATUSES:
-        if stopped:
-            await settled(pool, lead.id, owner)
-            answer += "; plan stopped"
-        else:
-            answer += "; the planner is unreachable, the plan will stop shortly"
+    if stopped and is_closed(lead) and previous not in CLOSED_LEAD_STATUSES:
+        await settled(pool, lead.id, owner)
     await show_detail(query, pool, plans, user, lead.id)
+    answer = status_changed(previous, lead.status, stopped=stopped, chat=True)
     await query.answer(answer, show_alert=not stopped)
 
 

@@ -9,12 +9,25 @@ from aiogram import Router
 from aiogram.types import CallbackQuery
 from temporalio.service import RPCError
 
-from bot.routers.common import LEAD_CLOSED, UNREACHABLE, edit, owned_lead_or_alert, rejection_text
-from bot.services import ActionRejected, PlanService, is_closed
+from bot.routers.common import edit, owned_lead_or_alert
+from services.plans import ActionRejected, PlanService, is_closed
 from storage.lead_views import LeadViews, MirroredPlanStatus
 from storage.models import Lead, User
 from telegram_ui.callbacks import PlanAct, PlanCallback
-from telegram_ui.texts import MESSAGE_LIMIT, lead_label, next_phrase, plan_text, when
+from telegram_ui.texts import (
+    DISCARDED,
+    DRAFTING_SHORT,
+    LEAD_CLOSED,
+    PLAN_GONE,
+    PLAN_REPLACED,
+    PLAN_STARTED,
+    UNREACHABLE,
+    already_handled,
+    plan_discarded,
+    plan_redrafting,
+    plan_started,
+    rejection_text,
+)
 from workflows.models import PlanState
 
 
@@ -43,18 +56,17 @@ async def on_plan(
     if cb.act != PlanAct.DISCARD and is_closed(lead):
         await query.answer(LEAD_CLOSED, show_alert=True)
         return
-    label = lead_label(lead.prospect_name, lead.prospect_company)
     # The mirror says which draft is current (no worker needed to read it); the workflow
     # checks the version again when it applies the action.
     view = await LeadViews(pool).timeline(lead.id, query.from_user.id)
     if view is None or view.plan_status is None or not view.running:
-        await query.answer("Already handled: this plan is gone")
+        await query.answer(PLAN_GONE)
         return
     if view.lead.plan_version != cb.version:
-        await query.answer("Already handled: this plan was replaced")
+        await query.answer(PLAN_REPLACED)
         return
     if view.plan_status != MirroredPlanStatus.AWAITING_APPROVAL:
-        await query.answer(f"Already handled: plan is {view.plan_status.value}")
+        await query.answer(already_handled(view.plan_status.value))
         return
     match cb.act:
         case PlanAct.START:
@@ -64,30 +76,24 @@ async def on_plan(
                 await query.answer(rejection_text(err))
                 return
             paused = await _vacation(plans, lead, user)
-            footer = f"\n\n▶️ <b>Plan started.</b> {next_phrase(paused or new)}"
-            if paused is not None:
-                footer += f"\n⏸ Paused until {when(user.paused_until, user.timezone)} (/pause)."
-            body = plan_text(lead.prospect_name, lead.prospect_company, new)
-            if len(body) + len(footer) > MESSAGE_LIMIT:
-                body = f"📋 Engagement plan for {label}: {len(new.steps)} steps"
-            await edit(query, body + footer)
-            await query.answer("Plan started ▶️")
+            await edit(query, plan_started(lead, new, paused, user.paused_until, user.timezone))
+            await query.answer(PLAN_STARTED)
         case PlanAct.REGENERATE:
             try:
                 await plans.regenerate(lead)  # the workflow sends the new draft itself
             except ActionRejected as err:
                 await query.answer(rejection_text(err), show_alert=True)
                 return
-            await edit(query, f"🔄 Drafting a new plan for {label}… it arrives as a new message.")
-            await query.answer("Drafting a new plan…")
+            await edit(query, plan_redrafting(lead))
+            await query.answer(DRAFTING_SHORT)
         case PlanAct.DISCARD:
             try:
                 await plans.cancel(lead.id, "plan discarded by owner")
             except RPCError:
                 await query.answer(UNREACHABLE, show_alert=True)
                 return
-            await edit(query, f"🗑 Plan for {label} discarded.")
-            await query.answer("Discarded")
+            await edit(query, plan_discarded(lead))
+            await query.answer(DISCARDED)
 
 
 def make_router() -> Router:

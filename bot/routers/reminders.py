@@ -17,14 +17,26 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Message
 from temporalio.service import RPCError
 
-from bot.routers.common import UNREACHABLE, edit, owned_lead_or_alert, rejection_text
-from bot.services import ActionRejected, PlanService
+from bot.routers.common import edit, owned_lead_or_alert
+from services.plans import ActionRejected, PlanService
 from storage.deliveries import StepRef
 from storage.lead_views import LeadViews
 from storage.reminders import ReminderRepository
 from telegram_ui.callbacks import StepAct, StepCallback
 from telegram_ui.stale_buttons import clear_stale_buttons
-from telegram_ui.texts import MESSAGE_LIMIT, clip, lead_label, reminder_outcome
+from telegram_ui.texts import (
+    PLAN_REPLACED,
+    STOPPED_SHORT,
+    UNREACHABLE,
+    already_handled,
+    full_draft,
+    rejection_text,
+    reminder_outcome,
+    step_done,
+    step_skipped,
+    step_snoozed,
+    stopped_reminder,
+)
 from workflows.models import PlanState
 
 log = logging.getLogger("leadpilot.bot")
@@ -54,44 +66,38 @@ async def on_step(
         # The mirror holds every step's draft: no worker needed to read it.
         row = await ReminderRepository(pool).get_by_lead_and_step(lead.id, cb.step_id, cb.version)
         if row is None or not row.draft_text:
-            await query.answer("Already handled: this plan was replaced")
+            await query.answer(PLAN_REPLACED)
             return
         await query.answer()
-        await bot.send_message(
-            query.from_user.id,
-            f"📄 <b>Full draft</b>\n<blockquote>{clip(row.draft_text, MESSAGE_LIMIT - 100)}"
-            "</blockquote>",
-        )
+        await bot.send_message(query.from_user.id, full_draft(row.draft_text))
         return
     if cb.act == StepAct.STOP_PLAN:
         view = await LeadViews(pool).timeline(lead.id, query.from_user.id)
         if view is None or not view.running:
             status = view.plan_status.value if view and view.plan_status else "finished"
-            await query.answer(f"Already handled: plan is {status}")
+            await query.answer(already_handled(status))
             return
         try:
             await plans.cancel(lead.id, "stopped from a reminder")
         except RPCError:
             await query.answer(UNREACHABLE, show_alert=True)
             return
-        label = lead_label(lead.prospect_name, lead.prospect_company)
-        await edit(query, f"<b>{label}</b>\n\n🛑 Plan stopped. No more reminders for this lead.")
-        await query.answer("Plan stopped")
+        await edit(query, stopped_reminder(lead))
+        await query.answer(STOPPED_SHORT)
         return
 
     new_state: PlanState
     try:
         if cb.act == StepAct.DONE:
             new_state = await plans.complete(lead.id, cb.version, cb.step_id)
-            outcome, answer = "✅ Done.", "Marked done ✅"
+            outcome, answer = step_done()
         elif cb.act == StepAct.SKIP:
             new_state = await plans.skip(lead.id, cb.version, cb.step_id)
-            outcome, answer = "⏭ Skipped.", "Skipped ⏭"
+            outcome, answer = step_skipped()
         else:
             days = SNOOZE_DAYS[cb.act]
             new_state = await plans.snooze(lead.id, cb.version, cb.step_id, days)
-            unit = "day" if days == 1 else "days"
-            outcome, answer = f"💤 Snoozed {days} {unit}.", f"Snoozed {days} {unit} 💤"
+            outcome, answer = step_snoozed(days)
     except ActionRejected as err:
         if err.already_handled:
             await drop_buttons(query)  # a stale reminder should not invite more taps

@@ -19,11 +19,24 @@ from aiogram.types import Message
 from pydantic import ValidationError
 
 from bot.bulk import BulkRunner
-from bot.services import PlanService, user_schedule
+from services.plans import PlanService, user_schedule
 from storage.bulk_jobs import BulkAction, BulkJobRepository
 from storage.models import User
 from storage.users import UserRepository
-from telegram_ui.texts import clip, settings_text, when
+from telegram_ui.texts import (
+    APPLYING,
+    RESUMING,
+    TIMEZONE_USAGE,
+    WINDOW_USAGE,
+    WORKDAYS_USAGE,
+    pause_span,
+    pause_usage,
+    pausing,
+    settings_problem,
+    settings_saved,
+    settings_text,
+    unknown_timezone,
+)
 from workflows.models import Schedule
 
 OFFSET_RE = re.compile(r"^(?:utc|gmt)?([+-])(\d{1,2})(?::?(\d{2}))?$")
@@ -58,7 +71,7 @@ async def _apply(
     try:
         schedule = Schedule.model_validate({**user_schedule(user).model_dump(), **change})
     except ValidationError as err:
-        await message.answer(f"⚠️ {clip(_problem(err), 300)}. Nothing was changed.")
+        await message.answer(settings_problem(_problem(err)))
         return
     updated = await UserRepository(pool).update_schedule(
         user.telegram_id,
@@ -68,7 +81,7 @@ async def _apply(
         workdays_only=schedule.workdays_only,
     )
     assert updated is not None
-    head = "✅ Saved.\n\n" + settings_text(updated)
+    head = settings_saved(updated)
     await _start_job(
         message,
         bulk,
@@ -76,7 +89,7 @@ async def _apply(
         user.telegram_id,
         "set_schedule",
         {"schedule": schedule.model_dump(mode="json"), "head": head},
-        head + "\n⏳ Applying to your running plans…",
+        f"{head}\n{APPLYING}",
     )
 
 
@@ -116,16 +129,11 @@ async def timezone(
 ) -> None:
     raw = (command.args or "").strip()
     if not raw:
-        await message.answer("Usage: /timezone Europe/Berlin (an IANA timezone name)")
+        await message.answer(TIMEZONE_USAGE)
         return
     name, suggestions = resolve_timezone(raw)
     if name is None:
-        hint = (
-            "did you mean " + " or ".join(f"<code>{s}</code>" for s in suggestions) + "?"
-            if suggestions
-            else "use an IANA name like Europe/Berlin."
-        )
-        await message.answer(f"⚠️ unknown timezone '{clip(raw, 64)}'; {hint} Nothing was changed.")
+        await message.answer(unknown_timezone(raw, suggestions))
         return
     await _apply(message, user, pool, bulk, timezone=name)
 
@@ -140,7 +148,7 @@ async def window(
         start = time(int(m[1]), int(m[2]))
         end = time(int(m[3]), int(m[4]))
     except ValueError:
-        await message.answer("⚠️ Usage: /window 09:00-18:00. Nothing was changed.")
+        await message.answer(WINDOW_USAGE)
         return
     await _apply(message, user, pool, bulk, window_start=start, window_end=end)
 
@@ -150,7 +158,7 @@ async def workdays(
 ) -> None:
     arg = (command.args or "").strip().lower()
     if arg not in ("on", "off"):
-        await message.answer("⚠️ Usage: /workdays on|off. Nothing was changed.")
+        await message.answer(WORKDAYS_USAGE)
         return
     await _apply(message, user, pool, bulk, workdays_only=arg == "on")
 
@@ -167,20 +175,18 @@ async def pause(
     approved meanwhile join it (users.paused_until)."""
     arg = (command.args or "").strip()
     if arg and not (arg.isdigit() and 1 <= int(arg) <= MAX_PAUSE_DAYS):
-        await message.answer(f"⚠️ Usage: /pause [days], days 1–{MAX_PAUSE_DAYS}.")
+        await message.answer(pause_usage(MAX_PAUSE_DAYS))
         return
     until = plans.days_from_now(int(arg)) if arg else None
     await UserRepository(pool).set_paused_until(user.telegram_id, until)
-    span = f" until {when(until, user.timezone)}" if until else " until you send /resume"
+    span = pause_span(until, user.timezone)
     payload: dict[str, object] = {"until": until.isoformat() if until else None, "span": span}
-    await _start_job(
-        message, bulk, pool, user.telegram_id, "pause", payload, f"⏳ Pausing your plans{span}…"
-    )
+    await _start_job(message, bulk, pool, user.telegram_id, "pause", payload, pausing(span))
 
 
 async def resume(message: Message, user: User, pool: asyncpg.Pool, bulk: BulkRunner) -> None:
     await UserRepository(pool).set_paused_until(user.telegram_id, None)
-    await _start_job(message, bulk, pool, user.telegram_id, "resume", {}, "⏳ Resuming your plans…")
+    await _start_job(message, bulk, pool, user.telegram_id, "resume", {}, RESUMING)
 
 
 def make_router() -> Router:

@@ -7,12 +7,12 @@ from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import ChatMemberUpdated, Message
 
-from telegram_ui.texts import HELP
+from telegram_ui.texts import HELP, WELCOME, cancelled
 
 
 async def start(message: Message, state: FSMContext) -> None:
     await state.clear()
-    await message.answer("👋 Welcome! You're registered.\n\n" + HELP)
+    await message.answer(WELCOME)
 
 
 async def help_(message: Message) -> None:
@@ -23,7 +23,7 @@ async def cancel(message: Message, state: FSMContext) -> None:
     """Leaves any dialog at any step; harmless outside one."""
     had_dialog = await state.get_state() is not None
     await state.clear()
-    await message.answer("Cancelled." if had_dialog else "Nothing to cancel.")
+    await message.answer(cancelled(had_dialog))
 
 
 async def member_changed(event: ChatMemberUpdated) -> None:
