@@ -249,6 +249,25 @@ async def dev_env() -> AsyncIterator[Any]:
     await env.shutdown()
 
 
+@pytest.fixture(autouse=True)
+async def no_plans_left_on_the_dev_server(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A plan a test leaves running on the shared dev server would be polled by the next
+    test's workers (same task queues) and write into a database that lacks its lead."""
+    yield
+    if "dev_env" not in request.fixturenames:
+        return
+    from temporalio.service import RPCError
+
+    env = request.getfixturevalue("dev_env")  # set up already: the test used it
+    async for wf in env.client.list_workflows("ExecutionStatus='Running'"):
+        try:
+            await env.client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate(
+                f"left running by {request.node.name}"
+            )
+        except RPCError:
+            pass  # it ended meanwhile
+
+
 _lead_id_block = 0
 
 
