@@ -175,6 +175,9 @@ class PlanRig:
 async def plan_rig(
     client: Client, db_url: str, pool: asyncpg.Pool, telegram: Any, **settings: Any
 ) -> AsyncIterator[PlanRig]:
+    # Production runs plan code outside the sandbox (BENCHMARKS.md); the tests keep it,
+    # so a nondeterministic call in workflow code fails here first.
+    settings.setdefault("workflow_sandbox", "full")
     cfg = Settings(
         database_url=db_url,
         telegram_bot_token="123456:TEST",
