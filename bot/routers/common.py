@@ -1,5 +1,5 @@
-"""Helpers the feature routers share: the ownership check and safe edits (their words
-are in telegram_ui.texts, shared with the Mini App)."""
+"""Helpers the feature routers share: the ownership check, stopping a plan, safe edits
+(their words are in telegram_ui.texts, shared with the Mini App)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import contextlib
 import asyncpg
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from temporalio.service import RPCError
 
+from services.plans import PlanService
 from storage.leads import LeadRepository
 from storage.models import Lead
-from telegram_ui.texts import NOT_YOURS
+from telegram_ui.texts import NOT_YOURS, UNREACHABLE
 
 
 async def owned_lead_or_alert(
@@ -34,3 +36,15 @@ async def edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | N
         return
     with contextlib.suppress(TelegramBadRequest):
         await msg.edit_text(text, reply_markup=markup)
+
+
+async def cancel_or_alert(
+    query: CallbackQuery, plans: PlanService, lead_id: int, reason: str
+) -> bool:
+    """Send the plan its cancel signal; False, with the owner told, if Temporal is away."""
+    try:
+        await plans.cancel(lead_id, reason)
+    except RPCError:
+        await query.answer(UNREACHABLE, show_alert=True)
+        return False
+    return True

@@ -15,7 +15,7 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from temporalio.service import RPCError
 
-from bot.routers.common import edit, owned_lead_or_alert
+from bot.routers.common import cancel_or_alert, edit, owned_lead_or_alert
 from services.plans import ActionRejected, PlanService, is_closed
 from storage.lead_views import FINISHED, LeadTimeline, LeadViews
 from storage.models import CLOSED_LEAD_STATUSES, Lead, User
@@ -148,10 +148,7 @@ async def lead_action(
         if not view.running:
             await query.answer(PLAN_NOT_RUNNING)
             return
-        try:
-            await plans.cancel(lead.id, "stopped by owner")
-        except RPCError:
-            await query.answer(UNREACHABLE, show_alert=True)
+        if not await cancel_or_alert(query, plans, lead.id, "stopped by owner"):
             return
         await settled(pool, lead.id, owner)
         await show_detail(query, pool, plans, user, lead.id)

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 import asyncpg
 from aiogram import Router
 from aiogram.types import CallbackQuery
-from temporalio.service import RPCError
 
-from bot.routers.common import edit, owned_lead_or_alert
+from bot.routers.common import cancel_or_alert, edit, owned_lead_or_alert
 from services.plans import ActionRejected, PlanService, is_closed
 from storage.lead_views import LeadViews, MirroredPlanStatus
 from storage.models import Lead, User
@@ -21,7 +20,6 @@ from telegram_ui.texts import (
     PLAN_GONE,
     PLAN_REPLACED,
     PLAN_STARTED,
-    UNREACHABLE,
     already_handled,
     plan_discarded,
     plan_redrafting,
@@ -87,10 +85,7 @@ async def on_plan(
             await edit(query, plan_redrafting(lead))
             await query.answer(DRAFTING_SHORT)
         case PlanAct.DISCARD:
-            try:
-                await plans.cancel(lead.id, "plan discarded by owner")
-            except RPCError:
-                await query.answer(UNREACHABLE, show_alert=True)
+            if not await cancel_or_alert(query, plans, lead.id, "plan discarded by owner"):
                 return
             await edit(query, plan_discarded(lead))
             await query.answer(DISCARDED)

@@ -15,9 +15,8 @@ import asyncpg
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Message
-from temporalio.service import RPCError
 
-from bot.routers.common import edit, owned_lead_or_alert
+from bot.routers.common import cancel_or_alert, edit, owned_lead_or_alert
 from services.plans import ActionRejected, PlanService
 from storage.deliveries import StepRef
 from storage.lead_views import LeadViews
@@ -27,7 +26,6 @@ from telegram_ui.stale_buttons import clear_stale_buttons
 from telegram_ui.texts import (
     PLAN_REPLACED,
     STOPPED_SHORT,
-    UNREACHABLE,
     already_handled,
     full_draft,
     rejection_text,
@@ -77,10 +75,7 @@ async def on_step(
             status = view.plan_status.value if view and view.plan_status else "finished"
             await query.answer(already_handled(status))
             return
-        try:
-            await plans.cancel(lead.id, "stopped from a reminder")
-        except RPCError:
-            await query.answer(UNREACHABLE, show_alert=True)
+        if not await cancel_or_alert(query, plans, lead.id, "stopped from a reminder"):
             return
         await edit(query, stopped_reminder(lead))
         await query.answer(STOPPED_SHORT)
