@@ -536,7 +536,7 @@ async def test_an_owner_who_unblocks_the_bot_gets_their_plans_back(fast: BotStac
     await eventually(blocked, timeout=30)
     mark = tg.call_count
     tg.unblock(ALICE, notify=True)
-    note = await tg.wait_for_message(ALICE, "Welcome back", timeout=15, since=mark)
+    note = await tg.wait_for_message(ALICE, "Welcome back", timeout=30, since=mark)
     assert "resumed now: Ada Lovelace (Analytical Engines)" in str(note.text)
     assert (await fast.state(lead_id)).status == PlanStatus.ACTIVE
     await tg.wait_for_message(ALICE, "Step 2 of 6", timeout=30, since=mark)
