@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import PendingActivityState, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
@@ -51,12 +51,19 @@ FIVE = [
 
 
 async def task_failures(handle: WorkflowHandle[Any, Any]) -> list[str]:
-    """Every WorkflowTaskFailed in the plan's history, with its message."""
+    """Every workflow task our code failed (it raised, or was nondeterministic), with its
+    message. Not counted: failures the server causes and simply redoes, such as "unhandled
+    command" when a signal arrives while the task completes."""
+    ours = (
+        WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE,
+        WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR,
+    )
     events = (await handle.fetch_history()).events
     return [
         e.workflow_task_failed_event_attributes.failure.message
         for e in events
         if e.HasField("workflow_task_failed_event_attributes")
+        and e.workflow_task_failed_event_attributes.cause in ours
     ]
 
 
