@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import math
 import random
 import statistics
@@ -31,6 +30,7 @@ from benchmarks.stack import Stack, cpu_seconds, load_average, rss_mib
 from emulators.telegram import Call
 from telegram_ui.callbacks import LeadAct, LeadCallback, StepAct, StepCallback
 from temporal_client import plan_handle, start_plan
+from tests.faults.scenarios import reminder_step
 from workflows.models import EscalationPolicy, PlanInput, PlanStep, Schedule
 
 ANYTIME = Schedule(
@@ -180,25 +180,7 @@ async def enrol(
 
 def step_key(call: Call) -> tuple[int, int, int] | None:
     """(lead, plan version, step) of a reminder, from its Done button."""
-    markup = call.params.get("reply_markup")
-    if isinstance(markup, str):
-        try:
-            markup = json.loads(markup)
-        except ValueError:
-            return None
-    if not isinstance(markup, dict):
-        return None
-    for row in markup.get("inline_keyboard", []):
-        for button in row:
-            data = button.get("callback_data") or ""
-            if data.startswith("st:"):
-                try:
-                    cb = StepCallback.unpack(data)
-                except (TypeError, ValueError):
-                    continue
-                if cb.act == StepAct.DONE:
-                    return cb.lead_id, cb.version, cb.step_id
-    return None
+    return reminder_step(call.params.get("reply_markup"))
 
 
 class Deliveries:

@@ -189,7 +189,7 @@ class Owners:
         for call in calls[self._cursor :]:
             if call.status != 200:
                 continue
-            key = _step_key(call.params.get("reply_markup"))
+            key = reminder_step(call.params.get("reply_markup"))
             if key is None:
                 continue
             first = key not in self.messages
@@ -241,7 +241,8 @@ class Owners:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _step_key(markup: Any) -> tuple[int, int, int] | None:
+def reminder_step(markup: Any) -> tuple[int, int, int] | None:
+    """(lead, plan version, step) of a reminder, from its Done button's callback data."""
     if isinstance(markup, str):
         try:
             markup = json.loads(markup)
