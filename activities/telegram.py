@@ -52,7 +52,7 @@ from activities.mirror import state_rows
 from storage.activity_log import ActivityLogRepository
 from storage.deliveries import DeliveryLedger, LeaseHeld, StepRef, Withdrawn, reminder_withdrawn
 from storage.leads import LeadRepository
-from storage.pacing import ChatPacer
+from storage.pacing import ChatPacer, Claim
 from storage.reminders import ReminderRepository
 from telegram_ui import keyboards, texts
 from telegram_ui.stale_buttons import clear_stale_buttons
@@ -248,16 +248,20 @@ class TelegramActivities:
         if withdrawn is not None and (reason := await withdrawn()) is not None:
             await ledger.release(delivery_key, attempt.attempt_id)
             return reason
-        await self._claim_chat(chat_id, delivery_key, attempt)
+        claim = await self._claim_chat(chat_id, delivery_key, attempt)
         sending = asyncio.ensure_future(
-            deliver(
-                lambda: self._bot.send_message(
-                    chat_id,
-                    text,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=keyboard,
-                    request_timeout=self._request_timeout,
-                )
+            self._paced(
+                chat_id,
+                claim,
+                deliver(
+                    lambda: self._bot.send_message(
+                        chat_id,
+                        text,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=keyboard,
+                        request_timeout=self._request_timeout,
+                    )
+                ),
             )
         )
         try:
@@ -284,18 +288,30 @@ class TelegramActivities:
         except BaseException:  # nothing went out, or we cannot know: the lease stays
             sending.cancel()
 
-    async def _claim_chat(self, chat_id: int, delivery_key: str, attempt: _Attempt) -> None:
+    async def _claim_chat(self, chat_id: int, delivery_key: str, attempt: _Attempt) -> Claim:
         """The last word on pacing, right before the HTTP call: a sender that fell behind
-        its slot (a slow query, a busy loop) waits until the chat's previous send is
-        `spacing` old. Bounded, so the lease still covers the HTTP timeout."""
+        its slot (a slow query, a busy loop) waits until the chat's previous send ended
+        `spacing` ago. Bounded, so the lease still covers the HTTP timeout."""
         waited = 0.0
-        while (wait := await self._pacer.claim(chat_id)) > 0:
-            waited += wait
+        while (claim := await self._pacer.claim(chat_id, self._request_timeout + 1)).wait > 0:
+            waited += claim.wait
             if waited > MAX_CLAIM_WAIT:
                 await DeliveryLedger(self._pool).release(delivery_key, attempt.attempt_id)
                 metrics.send_waited("chat_paced")
                 raise _waiting("ChatPaced", f"chat {chat_id} is busy", 1.0)
-            await heartbeating(asyncio.sleep(wait))
+            await heartbeating(asyncio.sleep(claim.wait))
+        return claim
+
+    async def _paced(self, chat_id: int, claim: Claim, request: Awaitable[T]) -> T:
+        """Run the claimed request and mark its end, however it ends (the mark is a
+        courtesy to the next sender: a lost database leaves it to expire)."""
+        try:
+            return await request
+        finally:
+            try:
+                await self._pacer.sent(chat_id, claim)
+            except _DB_DOWN:
+                activity.logger.info("chat %s: send end not marked; its claim expires", chat_id)
 
     async def _record(self, attempt: _Attempt, message_id: int, sent_at: datetime) -> Sent:
         """Complete the ledger row; while the database is away, keep the message id in the

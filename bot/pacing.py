@@ -10,6 +10,7 @@ against the per-chat message limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from aiogram.client.session.middlewares.base import (
 )
 from aiogram.methods.base import TelegramType
 
-from storage.pacing import ChatPacer
+from storage.pacing import ChatPacer, Claim
 
 if TYPE_CHECKING:
     from aiogram.methods import Response, TelegramMethod
@@ -33,6 +34,9 @@ SPACING = 1.2  # seconds between messages to one chat, as the send activities us
 # A reply waits at most this long for its slot (a burst of reminders may have taken the
 # next few); after that it goes out and RetryRequestMiddleware handles a 429.
 MAX_WAIT = 3.0
+# A reply's claim on its chat lapses after this long if the bot dies mid-call.
+HOLD = 15.0
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 class ChatPacingMiddleware(BaseRequestMiddleware):
@@ -63,21 +67,31 @@ class ChatPacingMiddleware(BaseRequestMiddleware):
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
         chat_id = getattr(method, "chat_id", None)
-        if method.__api_method__ in PACED_METHODS and isinstance(chat_id, int) and chat_id > 0:
-            try:
-                await self._pace(chat_id)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
-                # Pacing is a courtesy: never hold back a reply for it.
-                log.info("no send slot for chat %s (%r); sending unpaced", chat_id, err)
-        return await make_request(bot, method)
+        if not (
+            method.__api_method__ in PACED_METHODS and isinstance(chat_id, int) and chat_id > 0
+        ):
+            return await make_request(bot, method)
+        pacer = ChatPacer(self._pool, self._spacing)
+        claim = None
+        try:
+            claim = await self._pace(pacer, chat_id)
+        except _DB_ERRORS as err:
+            # Pacing is a courtesy: never hold back a reply for it.
+            log.info("no send slot for chat %s (%r); sending unpaced", chat_id, err)
+        try:
+            return await make_request(bot, method)
+        finally:
+            if claim is not None and claim.mark is not None:
+                with contextlib.suppress(*_DB_ERRORS):
+                    await pacer.sent(chat_id, claim)
 
-    async def _pace(self, chat_id: int) -> None:
+    async def _pace(self, pacer: ChatPacer, chat_id: int) -> Claim:
         """Wait for the reserved slot, then claim the chat (bounded by MAX_WAIT in all)."""
         waited = min(await self.slot_wait(chat_id), MAX_WAIT)
         if waited > 0:
             await asyncio.sleep(waited)
-        pacer = ChatPacer(self._pool, self._spacing)
-        while (wait := await pacer.claim(chat_id)) > 0 and waited < MAX_WAIT:
-            wait = min(wait, MAX_WAIT - waited)
+        while (claim := await pacer.claim(chat_id, HOLD)).wait > 0 and waited < MAX_WAIT:
+            wait = min(claim.wait, MAX_WAIT - waited)
             waited += wait
             await asyncio.sleep(wait)
+        return claim

@@ -280,6 +280,25 @@ async def test_one_chat_is_paced_and_others_are_not_delayed(
     assert [c.chat_id for c in calls].index(other) < 5
 
 
+async def test_a_send_slow_to_reach_telegram_still_gets_its_spacing(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """A sender slowed between its claim and Telegram (a cold worker, a busy loop) holds
+    its chat until Telegram answered: the next message to the chat comes a full spacing
+    after it, not a spacing after the claim (a 429 in a worker-kill run)."""
+    telegram.set_flood_limit(per_chat_per_second=1)
+    telegram.delay_next("sendMessage", 2.0, chat_id=OWNER)
+    acts = TelegramActivities(bot, pool)
+    slow, next_one = [await reminder(pool, key=f"k-slow-{n}") for n in range(2)]
+    first = asyncio.create_task(ActivityEnvironment().run(acts.send_reminder, slow))
+    await eventually(lambda: _has_slot(pool, slow.delivery_key))
+    await ActivityEnvironment().run(acts.send_reminder, next_one)
+    await first
+    calls = telegram.calls("sendMessage")
+    assert [c.status for c in calls] == [200, 200]
+    assert calls[1].at - calls[0].at >= 1.2, [c.at for c in calls]
+
+
 async def test_a_slot_beyond_one_attempt_is_a_benign_retry_at_the_slot(
     pool: asyncpg.Pool, telegram: Any, bot: Bot
 ) -> None:
