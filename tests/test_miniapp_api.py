@@ -11,12 +11,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiogram.types import InlineKeyboardMarkup
 from aiohttp.test_utils import TestClient, TestServer
 from temporalio.testing import WorkflowEnvironment
 
 from emulators.webchat import sign_web_app_data
 from services.plans import PlanService
 from settings import usable_miniapp_url
+from storage.deliveries import DeliveryLedger, StepRef
 from storage.leads import LeadRepository
 from storage.models import LeadStatus, ReminderStatus
 from storage.reminders import ReminderRepository
@@ -168,6 +170,41 @@ async def test_done_from_the_mini_app_moves_workflow_mirror_and_chat(
         assert [s["status"] for s in timeline][:2] == ["completed", "pending"]
         assert timeline[1]["current"] is True
         assert "step_completed" in {a["type"] for a in detail["lead"]["activity"]}
+
+
+async def test_done_from_the_mini_app_takes_the_buttons_off_older_reminders(
+    stack: BotStack,
+) -> None:
+    """An earlier reminder of the step that kept its keyboard (its clean-up met a Telegram
+    error) stops inviting taps once the step is answered in the Mini App, as after a tap."""
+    lead_id, reminder = await running_plan(stack, ALICE, "Ada Lovelace")
+    settings = stack.settings
+    bot = make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base)
+    try:
+        earlier = await bot.send_message(
+            ALICE, "Step 1 of 6 (an earlier round)", reply_markup=reminder_keyboard(reminder)
+        )
+    finally:
+        await bot.session.close()
+    ledger = DeliveryLedger(stack.pool)
+    await ledger.begin("earlier-round", ALICE, lead_id, StepRef(lead_id, 1, 1))
+    await ledger.complete("earlier-round", earlier.message_id)
+    assert stack.telegram.message(ALICE, earlier.message_id).buttons
+
+    async with miniapp(stack) as app:
+        alice = await app.sign_in(ALICE, "Alice")
+        status, _ = await alice.post(
+            f"leads/{lead_id}/step", {"step_id": 1, "plan_version": 1, "action": "done"}
+        )
+        assert status == 200
+    assert stack.telegram.message(ALICE, reminder.message_id).buttons == []
+    assert stack.telegram.message(ALICE, earlier.message_id).buttons == []
+    assert await ledger.live_buttons(StepRef(lead_id, 1, 1)) == []
+
+
+def reminder_keyboard(message: Any) -> InlineKeyboardMarkup:
+    """The keyboard a message arrived with, as the Bot API takes it."""
+    return InlineKeyboardMarkup.model_validate(message.to_api()["reply_markup"])
 
 
 async def test_another_users_token_finds_nothing_and_changes_nothing(stack: BotStack) -> None:

@@ -9,8 +9,10 @@ from aiohttp import web
 from temporalio.service import RPCError
 
 from services.plans import ActionRejected
+from storage.deliveries import StepRef
 from storage.models import Lead, LeadStatus
 from storage.users import UserRepository
+from telegram_ui.stale_buttons import clear_stale_buttons
 from telegram_ui.texts import (
     APP_DRAFTING,
     APP_UNREACHABLE,
@@ -89,6 +91,15 @@ class Writes(Reads):
         except (TimeoutError, TelegramAPIError, OSError) as err:
             # Gone, too old or unchanged: the action itself stands.
             log.info("reminder %s of lead %s not edited: %s", step.message_id, lead.id, err)
+        try:  # the step's older reminders (earlier rounds, nudges) stop inviting taps too
+            await clear_stale_buttons(
+                self.bot,
+                self.pool,
+                StepRef(lead.id, state.plan_version, step_id),
+                edited_message_id=step.message_id,
+            )
+        except Exception as err:  # cosmetic (database or Telegram away): the answer stands
+            log.info("stale buttons of lead %s not cleared: %r", lead.id, err)
 
     async def plan(self, request: web.Request) -> web.Response:
         lead = await self.owned_lead(request)
