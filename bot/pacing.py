@@ -41,24 +41,7 @@ _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 class ChatPacingMiddleware(BaseRequestMiddleware):
     def __init__(self, pool: asyncpg.Pool, spacing: float = SPACING) -> None:
-        self._pool = pool
-        self._spacing = spacing
-
-    async def slot_wait(self, chat_id: int) -> float:
-        """Reserve the chat's next free slot (one atomic upsert); seconds until it."""
-        wait = await self._pool.fetchval(
-            """
-            INSERT INTO chat_send_slots AS c (telegram_id, next_free_at)
-            VALUES ($1, clock_timestamp() + make_interval(secs => $2))
-            ON CONFLICT (telegram_id) DO UPDATE SET next_free_at =
-                greatest(c.next_free_at, clock_timestamp()) + make_interval(secs => $2)
-            RETURNING extract(epoch FROM next_free_at - make_interval(secs => $2)
-                              - clock_timestamp())::float8
-            """,
-            chat_id,
-            self._spacing,
-        )
-        return max(0.0, float(wait))
+        self._pacer = ChatPacer(pool, spacing)
 
     async def __call__(
         self,
@@ -71,10 +54,10 @@ class ChatPacingMiddleware(BaseRequestMiddleware):
             method.__api_method__ in PACED_METHODS and isinstance(chat_id, int) and chat_id > 0
         ):
             return await make_request(bot, method)
-        pacer = ChatPacer(self._pool, self._spacing)
+        pacer = self._pacer
         claim = None
         try:
-            claim = await self._pace(pacer, chat_id)
+            claim = await self._pace(chat_id)
         except _DB_ERRORS as err:
             # Pacing is a courtesy: never hold back a reply for it.
             log.info("no send slot for chat %s (%r); sending unpaced", chat_id, err)
@@ -85,9 +68,10 @@ class ChatPacingMiddleware(BaseRequestMiddleware):
                 with contextlib.suppress(*_DB_ERRORS):
                     await pacer.sent(chat_id, claim)
 
-    async def _pace(self, pacer: ChatPacer, chat_id: int) -> Claim:
+    async def _pace(self, chat_id: int) -> Claim:
         """Wait for the reserved slot, then claim the chat (bounded by MAX_WAIT in all)."""
-        waited = min(await self.slot_wait(chat_id), MAX_WAIT)
+        pacer = self._pacer
+        waited = min(await pacer.slot_wait(chat_id, None), MAX_WAIT)
         if waited > 0:
             await asyncio.sleep(waited)
         while (claim := await pacer.claim(chat_id, HOLD)).wait > 0 and waited < MAX_WAIT:

@@ -25,21 +25,23 @@ class ChatPacer:
         self._db = db
         self._spacing = spacing
 
-    async def slot_wait(self, telegram_id: int, delivery_key: str) -> float:
+    async def slot_wait(self, telegram_id: int, delivery_key: str | None) -> float:
         """Seconds to wait until this delivery's slot (0 if it is now).
 
         Reuses the slot already held by the delivery while it is still usable, else
         reserves the chat's next free one; both in one transaction-free statement each.
+        Without a delivery (the bot's replies) the slot is only reserved.
         """
-        held = await self._db.fetchval(
-            """
-            SELECT extract(epoch FROM slot_at - clock_timestamp())::float8
-            FROM telegram_deliveries WHERE delivery_key = $1 AND slot_at IS NOT NULL
-            """,
-            delivery_key,
-        )
-        if held is not None and held >= -SLOT_TOLERANCE:
-            return max(0.0, held)
+        if delivery_key is not None:
+            held = await self._db.fetchval(
+                """
+                SELECT extract(epoch FROM slot_at - clock_timestamp())::float8
+                FROM telegram_deliveries WHERE delivery_key = $1 AND slot_at IS NOT NULL
+                """,
+                delivery_key,
+            )
+            if held is not None and held >= -SLOT_TOLERANCE:
+                return max(0.0, float(held))
         wait = await self._db.fetchval(
             """
             WITH slot AS (
