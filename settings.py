@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     telegram_request_timeout: int = Field(default=15, ge=1, le=20)
     # Minimum seconds between two messages to one chat, across all workers (Telegram ~1/s).
     chat_spacing_seconds: float = Field(default=1.2, ge=0)
+    # Plans started from now wake this long before a reminder is due and the send waits
+    # for the due time itself, so queues in front of the send don't make it late
+    # (BENCHMARKS.md); 0 fires at the due time. At most 5 (the send's time budget).
+    send_lead_seconds: float = Field(default=2.0, ge=0, le=5)
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
@@ -61,6 +65,10 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int = Field(default=20, ge=2)
     max_concurrent_activities: int = Field(default=20, ge=1)
     max_concurrent_local_activities: int = Field(default=100, ge=1)
+    # Sends one process runs at once: they mostly wait (for their due time, their chat's
+    # slot, Telegram's answer), and the server's rate limit bounds how many start per
+    # second, so this is not a CPU bound; sends waiting out their lead need room.
+    max_concurrent_sends: int = Field(default=100, ge=1)
     workflow_task_pollers: int = Field(default=5, ge=2)
     activity_task_pollers: int = Field(default=5, ge=1)
     worker_db_pool_size: int = Field(default=10, ge=1)

@@ -151,7 +151,7 @@ def telegram_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=3),
         # Enforced by the server, so it holds across any number of workers.
         max_task_queue_activities_per_second=settings.telegram_sends_per_second,
-        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_activities=settings.max_concurrent_sends,
         activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
     )
 

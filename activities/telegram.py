@@ -13,6 +13,8 @@ Delivery contract (what the workflow relies on):
   the attempt raises a retryable, benign `ApplicationError(type="DeliveryLeased")` with
   `next_retry_delay` = the lease's remaining time; a chat's send slot further away than
   one attempt can wait raises benign "ChatPaced" with `next_retry_delay` ≈ the slot.
+- A reminder the plan started a send lead early (`not_before`) waits for its due time
+  first, then checks it is still wanted; that wait comes out of the slot-wait budget.
 - The HTTP timeout (15 s) plus the longest in-attempt slot wait stays under the
   activity's 30-s start-to-close; the attempt heartbeats every 2 s (heartbeat timeout
   10 s), so a killed worker's send is retried in seconds, after the lease.
@@ -57,6 +59,7 @@ from storage.reminders import ReminderRepository
 from telegram_ui import keyboards, texts
 from telegram_ui.stale_buttons import clear_stale_buttons
 from workflows.models import (
+    MAX_SEND_LEAD_SECONDS,
     NoticeKind,
     NoticeRequest,
     NotSentReason,
@@ -214,9 +217,11 @@ class TelegramActivities:
         keyboard: InlineKeyboardMarkup | None,
         withdrawn: Callable[[], Awaitable[Withdrawn | None]] | None = None,
         step: StepRef | None = None,
+        not_before: datetime | None = None,
     ) -> Sent | Withdrawn:
         """Send unless the ledger shows this exact delivery already went out, another
-        attempt may be sending it, or (`withdrawn`) it is no longer wanted."""
+        attempt may be sending it, or (`withdrawn`) it is no longer wanted; not before
+        `not_before` (Temporal's clock), which is waited for first."""
         ledger = DeliveryLedger(self._pool)
         attempt = _Attempt.now(delivery_key)
         carried = attempt.carried()
@@ -230,11 +235,12 @@ class TelegramActivities:
         held = await ledger.lease_remaining(delivery_key, attempt.attempt_id)
         if held is not None:
             raise self._leased(held)
+        early = await self._wait_until(not_before, attempt)
         if withdrawn is not None and (reason := await withdrawn()) is not None:
             return reason
         await ledger.begin(delivery_key, chat_id, lead_id, step)
         wait = await self._pacer.slot_wait(chat_id, delivery_key)
-        if wait > MAX_SLOT_WAIT:
+        if wait > MAX_SLOT_WAIT - early:
             metrics.send_waited("chat_paced")
             raise _waiting("ChatPaced", f"chat {chat_id} is paced; slot in {wait:.1f}s", wait - 2)
         if wait > 0:
@@ -287,6 +293,18 @@ class TelegramActivities:
             )
         except BaseException:  # nothing went out, or we cannot know: the lease stays
             sending.cancel()
+
+    async def _wait_until(self, not_before: datetime | None, attempt: _Attempt) -> float:
+        """Wait, heartbeating, for the due time of a send the plan started early (its
+        send lead); the seconds waited. Bounded: the lead is at most MAX_SEND_LEAD_SECONDS,
+        and the time is taken from Temporal's clock, so it agrees with the plan's timers."""
+        if not_before is None:
+            return 0.0
+        wait = min((not_before - attempt.clock()).total_seconds(), MAX_SEND_LEAD_SECONDS)
+        if wait <= 0:
+            return 0.0
+        await heartbeating(asyncio.sleep(wait))
+        return wait
 
     async def _claim_chat(self, chat_id: int, delivery_key: str, attempt: _Attempt) -> Claim:
         """The last word on pacing, right before the HTTP call: a sender that fell behind
@@ -357,7 +375,14 @@ class TelegramActivities:
 
         ref = StepRef(state.lead_id, state.plan_version, step.step_id)
         outcome = await self._send_once(
-            req.delivery_key, state.telegram_id, state.lead_id, text, keyboard, withdrawn, ref
+            req.delivery_key,
+            state.telegram_id,
+            state.lead_id,
+            text,
+            keyboard,
+            withdrawn,
+            ref,
+            req.not_before,
         )
         if isinstance(outcome, Withdrawn):
             metrics.reminder_withheld(outcome.value)

@@ -28,10 +28,14 @@ from temporalio.client import WorkflowHistory
 
 from benchmarks.stack import Stack, cpu_seconds, load_average, rss_mib
 from emulators.telegram import Call
+from settings import Settings
 from telegram_ui.callbacks import LeadAct, LeadCallback, StepAct, StepCallback
 from temporal_client import plan_handle, start_plan
 from tests.faults.scenarios import reminder_step
 from workflows.models import EscalationPolicy, PlanInput, PlanStep, Schedule
+
+# Plans start as the product starts them: with the default send lead.
+SEND_LEAD: float = Settings.model_fields["send_lead_seconds"].default
 
 ANYTIME = Schedule(
     timezone="UTC", window_start=clock(0), window_end=clock(23, 59, 59), workdays_only=False
@@ -160,6 +164,7 @@ async def enrol(
                 PlanInput(
                     lead_id=lead, telegram_id=owner_of[lead], steps=steps, approved=True,
                     schedule=ANYTIME, day_seconds=day_seconds, escalation=NO_NUDGES,
+                    send_lead_seconds=SEND_LEAD,
                 ),
             )  # fmt: skip
 

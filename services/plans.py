@@ -140,6 +140,7 @@ class PlanService:
                 ),
                 day_seconds=s.day_seconds,
                 plan_version=lead.next_plan_version,
+                send_lead_seconds=s.send_lead_seconds,
             ),
         )
         try:  # the client retries an unreachable server for long; a tap can't wait that long

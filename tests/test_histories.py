@@ -63,6 +63,23 @@ async def escalation_and_auto_snooze(rig: PlanRig, env: WorkflowEnvironment, llm
     return handle
 
 
+async def escalation_with_send_lead(
+    rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator
+) -> Any:
+    """Every reminder woken a send lead ahead of its due time (plans started since)."""
+    handle = await rig.start(
+        await rig.new_lead(), approved=True, schedule=ANYTIME, send_lead_seconds=2.0
+    )
+    state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
+    await answer(handle, EngagementPlanWorkflow.complete_step, state)
+    await advance(env, timedelta(days=2, hours=1))
+    await rig.wait_state(handle, lambda s: s.steps[1].status == StepStatus.SENT)
+    await advance(env, timedelta(hours=25))
+    state = await rig.wait_state(handle, lambda s: s.steps[1].reminder_count == 2)
+    await answer(handle, EngagementPlanWorkflow.skip_step, state)
+    return handle
+
+
 async def pause_and_resume(rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator) -> Any:
     handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
     state = await rig.wait_state(handle, lambda s: s.steps[0].status == StepStatus.SENT)
@@ -174,6 +191,7 @@ SCENARIOS: dict[str, Scenario] = {
     "drafts_in_loop": drafts_in_loop,
     "drafts_in_loop_refused": drafts_in_loop_refused,
     "escalation_auto_snooze": escalation_and_auto_snooze,
+    "escalation_with_send_lead": escalation_with_send_lead,
     "pause_resume": pause_and_resume,
     "replace_plan_after_send": replace_plan_after_a_send,
     "cancel_while_escalating": cancel_while_escalating,

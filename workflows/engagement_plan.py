@@ -207,7 +207,7 @@ class EngagementPlanWorkflow:
             if wake_at is None:
                 await workflow.wait_condition(lambda: self._poked)
                 continue
-            delay = (wake_at - workflow.now()).total_seconds()
+            delay = (wake_at - self._send_lead(wake_at) - workflow.now()).total_seconds()
             if delay > 0:
                 try:
                     await workflow.wait_condition(
@@ -218,7 +218,16 @@ class EngagementPlanWorkflow:
                     continue  # something changed: recompute what is due
                 except TimeoutError:
                     pass
-            await self._on_due()
+            await self._on_due(wake_at)
+
+    def _send_lead(self, wake_at: datetime) -> timedelta:
+        """How much earlier than `wake_at` to wake: the send's lead when a reminder is due
+        then (it waits inside the activity until `wake_at`), else none."""
+        lead = self._input.send_lead_seconds
+        due = self._rules.due(wake_at) if lead > 0 else None
+        if due is None or due.kind not in (DueKind.FIRST, DueKind.NUDGE):
+            return timedelta(0)
+        return timedelta(seconds=lead)
 
     async def _start(self, inp: PlanInput) -> None:
         st = self._state
@@ -244,11 +253,16 @@ class EngagementPlanWorkflow:
             or info.get_current_history_length() > self._input.history_event_limit
         )
 
-    async def _on_due(self) -> None:
+    async def _on_due(self, wake_at: datetime) -> None:
+        """Act on what is due at `wake_at`: now, or a reminder's due time a send lead
+        ahead (`_send_lead`), which the send itself then waits for."""
         now = workflow.now()
-        due = self._rules.due(now)
+        at = max(now, wake_at)
+        due = self._rules.due(at)
         if due is None:
             return  # an owner action moved the goalposts while the timer fired
+        if at > now and due.kind not in (DueKind.FIRST, DueKind.NUDGE):
+            return  # only a send starts early; the loop waits for the rest
         st = self._state
         if due.kind == DueKind.RESUME:
             self._rules.resume(now)
@@ -261,11 +275,13 @@ class EngagementPlanWorkflow:
             await self._auto_snooze(step, now)
         else:
             kind = ReminderKind.FIRST if due.kind == DueKind.FIRST else ReminderKind.NUDGE
-            await self._send_reminder(step, kind)
+            await self._send_reminder(step, kind, at if at > now else None)
 
     # ---------------------------------------------------------------- reminders
 
-    async def _send_reminder(self, step: StepState, kind: ReminderKind) -> None:
+    async def _send_reminder(
+        self, step: StepState, kind: ReminderKind, not_before: datetime | None = None
+    ) -> None:
         st = self._state
         ticket = self._rules.ticket(step)
         st.revision += 1
@@ -274,7 +290,7 @@ class EngagementPlanWorkflow:
         # write, the hot path's included, leaves the rows equal to the workflow's state.
         snapshot = st.model_copy(deep=True)
         PlanRules(snapshot, self._input.escalation, self._input.day_seconds, True).record_send(
-            ticket, workflow.now(), step.message_id
+            ticket, not_before or workflow.now(), step.message_id
         )
         req = ReminderRequest(
             state=snapshot,
@@ -284,6 +300,7 @@ class EngagementPlanWorkflow:
                 f"lead-{st.lead_id}:v{st.plan_version}:s{step.step_id}"
                 f":r{step.snooze_count}:n{ticket.reminder_count + 1}"
             ),
+            not_before=not_before,
         )
         try:
             result = await workflow.execute_activity(
@@ -446,7 +463,9 @@ class EngagementPlanWorkflow:
         if steps is None:
             steps = await self._legacy_draft()
             if steps is None:
-                raise rejected(Rejection.DRAFT_FAILED, f"could not draft a new plan: {st.last_error}")
+                raise rejected(
+                    Rejection.DRAFT_FAILED, f"could not draft a new plan: {st.last_error}"
+                )
             self._rules.check_open(self._cancelling)
         await self._mirror(self._log("plan_replaced", f"plan v{st.plan_version} replaced"))
         self._rules.check_open(self._cancelling)
@@ -557,7 +576,9 @@ class EngagementPlanWorkflow:
                 return f"Waiting for the owner to approve plan v{st.plan_version} ({len(st.steps)} steps)"
             case PlanStatus.PAUSED:
                 return (
-                    f"Paused at {where}" + (f"; resumes {when}" if when else " until resumed") + drafting
+                    f"Paused at {where}"
+                    + (f"; resumes {when}" if when else " until resumed")
+                    + drafting
                 )
             case PlanStatus.BLOCKED:
                 return f"Blocked at {where}: {st.blocked_reason}; waiting for resume" + drafting
@@ -569,7 +590,9 @@ class EngagementPlanWorkflow:
                         f"Waiting for the owner's answer to {where}; "
                         f"nudge {cur.reminder_count + 1} at {when}" + drafting
                     )
-                return f"Waiting for the owner's answer to {where}; auto-snooze at {when}" + drafting
+                return (
+                    f"Waiting for the owner's answer to {where}; auto-snooze at {when}" + drafting
+                )
             case _:
                 return f"Plan {st.status.value}" + drafting
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 MIN_STEPS = 5
 MAX_STEPS = 8
 MAX_DELAY_DAYS = 90
+# A send waits at most this long for its due time (inside its 30-s start-to-close).
+MAX_SEND_LEAD_SECONDS = 5.0
 DESCRIPTION_MAX = 300
 SUGGESTED_TEXT_MAX = 1500
 TIMING_MAX = 100
@@ -205,6 +207,11 @@ class PlanInput(BaseModel):
     plan_version: int = Field(default=1, ge=1)
     # Continue-as-new after this many history events (Temporal's own hint also counts).
     history_event_limit: int = Field(default=5000, ge=100)
+    # Wake this many seconds before a reminder is due; the send waits, heartbeating, for
+    # the due time right before its HTTP call, so the workflow task, the activity's
+    # dispatch and their queues are not in the lateness. 0 (plans started before, and
+    # the default): the timer fires at the due time, as before.
+    send_lead_seconds: float = Field(default=0.0, ge=0, le=MAX_SEND_LEAD_SECONDS)
     # Carried across continue-as-new; never set by callers.
     carried_state: PlanState | None = None
 
@@ -283,6 +290,8 @@ class ReminderRequest(BaseModel):
     kind: ReminderKind
     # Unique per (lead, plan version, step, round, reminder): the delivery ledger key.
     delivery_key: str
+    # The due time, when the plan woke a send lead ahead of it: the send waits for it.
+    not_before: datetime | None = None
 
     @property
     def step(self) -> StepState:

@@ -210,7 +210,9 @@ class PlanRules:
         self.check_open(cancelling)
         st = self.state
         if st.status not in (PlanStatus.PAUSED, PlanStatus.BLOCKED):
-            raise rejected(Rejection.WRONG_STATUS, f"plan is not paused (plan is {st.status.value})")
+            raise rejected(
+                Rejection.WRONG_STATUS, f"plan is not paused (plan is {st.status.value})"
+            )
 
     def check_replace(self, cancelling: bool) -> None:
         self.check_open(cancelling)
