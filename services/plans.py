@@ -185,7 +185,13 @@ class PlanService:
     @staticmethod
     async def _call(call: Awaitable[T]) -> T:
         try:
-            return await call
+            # The RPC timeout bounds each call the client makes, and the client may make
+            # more than one (polling for the outcome): this bounds the whole wait, so the
+            # tap is answered before the bot's "still working" fallback.
+            async with asyncio.timeout(UPDATE_TIMEOUT.total_seconds() + 1):
+                return await call
+        except TimeoutError as err:
+            raise NoWorkerInTime(None, "no worker in time") from err
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
