@@ -140,6 +140,7 @@ def telegram_worker(
         pool,
         request_timeout=settings.telegram_request_timeout,
         chat_spacing=settings.chat_spacing_seconds,
+        sends_per_second=settings.telegram_sends_per_second,
     )
     return Worker(
         client,

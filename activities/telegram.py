@@ -54,7 +54,7 @@ from activities.mirror import state_rows
 from storage.activity_log import ActivityLogRepository
 from storage.deliveries import DeliveryLedger, LeaseHeld, StepRef, Withdrawn, reminder_withdrawn
 from storage.leads import LeadRepository
-from storage.pacing import ChatPacer, Claim
+from storage.pacing import ChatPacer, Sending
 from storage.reminders import ReminderRepository
 from telegram_ui import keyboards, texts
 from telegram_ui.stale_buttons import clear_stale_buttons
@@ -196,13 +196,14 @@ class TelegramActivities:
         *,
         request_timeout: int = REQUEST_TIMEOUT,
         chat_spacing: float = 1.2,
+        sends_per_second: float = 0,
         lease_margin: float = LEASE_MARGIN,
     ) -> None:
         self._bot = bot
         self._pool = pool
         self._request_timeout = request_timeout
         self._lease_seconds = request_timeout + lease_margin
-        self._pacer = ChatPacer(pool, chat_spacing)
+        self._pacer = ChatPacer(pool, chat_spacing, sends_per_second)
 
     async def _lead_label(self, lead_id: int) -> tuple[str, str | None]:
         lead = await LeadRepository(self._pool).get(lead_id)
@@ -257,7 +258,6 @@ class TelegramActivities:
         claim = await self._claim_chat(chat_id, delivery_key, attempt)
         sending = asyncio.ensure_future(
             self._paced(
-                chat_id,
                 claim,
                 deliver(
                     lambda: self._bot.send_message(
@@ -306,30 +306,35 @@ class TelegramActivities:
         await heartbeating(asyncio.sleep(wait))
         return wait
 
-    async def _claim_chat(self, chat_id: int, delivery_key: str, attempt: _Attempt) -> Claim:
+    async def _claim_chat(self, chat_id: int, delivery_key: str, attempt: _Attempt) -> Sending:
         """The last word on pacing, right before the HTTP call: a sender that fell behind
         its slot (a slow query, a busy loop) waits until the chat's previous send ended
-        `spacing` ago. Bounded, so the lease still covers the HTTP timeout."""
-        waited = 0.0
-        while (claim := await self._pacer.claim(chat_id, self._request_timeout + 1)).wait > 0:
-            waited += claim.wait
-            if waited > MAX_CLAIM_WAIT:
-                await DeliveryLedger(self._pool).release(delivery_key, attempt.attempt_id)
-                metrics.send_waited("chat_paced")
-                raise _waiting("ChatPaced", f"chat {chat_id} is busy", 1.0)
-            await heartbeating(asyncio.sleep(claim.wait))
-        return claim
+        `spacing` ago and the bot-wide window has room. Bounded, so the lease still
+        covers the HTTP timeout."""
+        sending = await self._pacer.claim_send(
+            chat_id,
+            self._request_timeout + 1,
+            MAX_CLAIM_WAIT,
+            sleep=lambda seconds: heartbeating(asyncio.sleep(seconds)),
+        )
+        if sending is None:
+            await DeliveryLedger(self._pool).release(delivery_key, attempt.attempt_id)
+            metrics.send_waited("chat_paced")
+            raise _waiting("ChatPaced", f"chat {chat_id} or the bot is busy", 1.0)
+        return sending
 
-    async def _paced(self, chat_id: int, claim: Claim, request: Awaitable[T]) -> T:
+    async def _paced(self, sending: Sending, request: Awaitable[T]) -> T:
         """Run the claimed request and mark its end, however it ends (the mark is a
         courtesy to the next sender: a lost database leaves it to expire)."""
         try:
             return await request
         finally:
             try:
-                await self._pacer.sent(chat_id, claim)
+                await self._pacer.ended(sending)
             except _DB_DOWN:
-                activity.logger.info("chat %s: send end not marked; its claim expires", chat_id)
+                activity.logger.info(
+                    "chat %s: send end not marked; its claim expires", sending.telegram_id
+                )
 
     async def _record(self, attempt: _Attempt, message_id: int, sent_at: datetime) -> Sent:
         """Complete the ledger row; while the database is away, keep the message id in the

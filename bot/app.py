@@ -118,11 +118,16 @@ def build_dispatcher(
 def make_process_bot(settings: Settings, pool: asyncpg.Pool) -> Bot:
     """The bot process's Bot: it retries flood control and server errors itself
     (RetryRequestMiddleware, outermost) and paces its messages per chat together with the
-    worker (ChatPacingMiddleware, so each retry takes a fresh slot)."""
+    worker, and keeps to the bot-wide limit with it (ChatPacingMiddleware, so each retry
+    takes a fresh slot)."""
     bot = make_bot(
         settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base, retry=True
     )
-    bot.session.middleware(ChatPacingMiddleware(pool))
+    bot.session.middleware(
+        ChatPacingMiddleware(
+            pool, settings.chat_spacing_seconds, settings.telegram_sends_per_second
+        )
+    )
     return bot
 
 

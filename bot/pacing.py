@@ -1,10 +1,11 @@
 """The bot's own messages keep Telegram's ~1 message/s per chat together with the worker's.
 
 Each new message to a chat takes the chat's next send slot in `chat_send_slots` and,
-right before the HTTP call, claims the chat as the send activities do (storage/pacing.py,
-`ChatPacer.claim`), so a reply and a reminder due at the same moment do not both land in
-one second and draw a 429. Edits and callback answers don't wait: they don't count
-against the per-chat message limit.
+right before the HTTP call, claims the chat and a place in the bot-wide window as the
+send activities do (storage/pacing.py, `ChatPacer.claim_send`), so a reply and a reminder
+due at the same moment do not both land in one second and draw a 429, and replies count
+towards the bot's limit with the reminders. Edits and callback answers don't wait: they
+don't count against the per-chat message limit.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aiogram.client.session.middlewares.base import (
 )
 from aiogram.methods.base import TelegramType
 
-from storage.pacing import ChatPacer, Claim
+from storage.pacing import ChatPacer, Sending
 
 if TYPE_CHECKING:
     from aiogram.methods import Response, TelegramMethod
@@ -40,8 +41,8 @@ _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 class ChatPacingMiddleware(BaseRequestMiddleware):
-    def __init__(self, pool: asyncpg.Pool, spacing: float = SPACING) -> None:
-        self._pacer = ChatPacer(pool, spacing)
+    def __init__(self, pool: asyncpg.Pool, spacing: float = SPACING, per_second: float = 0) -> None:
+        self._pacer = ChatPacer(pool, spacing, per_second)
 
     async def __call__(
         self,
@@ -54,28 +55,23 @@ class ChatPacingMiddleware(BaseRequestMiddleware):
             method.__api_method__ in PACED_METHODS and isinstance(chat_id, int) and chat_id > 0
         ):
             return await make_request(bot, method)
-        pacer = self._pacer
-        claim = None
+        sending = None
         try:
-            claim = await self._pace(chat_id)
+            sending = await self._pace(chat_id)
         except _DB_ERRORS as err:
             # Pacing is a courtesy: never hold back a reply for it.
             log.info("no send slot for chat %s (%r); sending unpaced", chat_id, err)
         try:
             return await make_request(bot, method)
         finally:
-            if claim is not None and claim.mark is not None:
+            if sending is not None:
                 with contextlib.suppress(*_DB_ERRORS):
-                    await pacer.sent(chat_id, claim)
+                    await self._pacer.ended(sending)
 
-    async def _pace(self, chat_id: int) -> Claim:
-        """Wait for the reserved slot, then claim the chat (bounded by MAX_WAIT in all)."""
-        pacer = self._pacer
-        waited = min(await pacer.slot_wait(chat_id, None), MAX_WAIT)
+    async def _pace(self, chat_id: int) -> Sending | None:
+        """Wait for the reserved slot, then claim the chat and a place in the bot-wide
+        window (MAX_WAIT in all; None: waited enough, send anyway)."""
+        waited = min(await self._pacer.slot_wait(chat_id, None), MAX_WAIT)
         if waited > 0:
             await asyncio.sleep(waited)
-        while (claim := await pacer.claim(chat_id, HOLD)).wait > 0 and waited < MAX_WAIT:
-            wait = min(claim.wait, MAX_WAIT - waited)
-            waited += wait
-            await asyncio.sleep(wait)
-        return claim
+        return await self._pacer.claim_send(chat_id, HOLD, MAX_WAIT - waited)

@@ -2,14 +2,18 @@
 
 A sender reserves the chat's next free slot with one atomic upsert and waits for it; the
 slot is remembered on the delivery row, so a retried attempt keeps its place in line
-instead of queueing again. Right before the HTTP call it claims the chat (`claim`), and
-marks the end of the call (`sent`): the next claim comes `spacing` after that end, so
-messages to one chat reach Telegram at least `spacing` apart however late a sender runs.
-Other chats are never delayed: each has its own row.
+instead of queueing again. Right before the HTTP call it claims the chat and a place in
+the bot-wide window (`claim_send`), and marks the end of the call (`ended`): the chat's
+next claim comes `spacing` after that end, the place's a second after it, so messages to
+one chat reach Telegram at least `spacing` apart and the bot never sends more than its
+limit in any one second, however late a sender runs. Other chats are never delayed: each
+has its own row.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,12 +22,18 @@ from storage.db import Queryable
 # A slot missed by more than this is given up for a fresh one: sending late would put
 # this message closer than the spacing to the one holding the next slot.
 SLOT_TOLERANCE = 0.3
+# Rows of bot_send_window (migration 007): the most messages per second it can keep to.
+WINDOW_ROWS = 100
 
 
 class ChatPacer:
-    def __init__(self, db: Queryable, spacing: float = 1.2) -> None:
+    """Per-chat pacing and, with `per_second`, the bot-wide window (at most that many
+    messages in any one second, up to WINDOW_ROWS)."""
+
+    def __init__(self, db: Queryable, spacing: float = 1.2, per_second: float = 0) -> None:
         self._db = db
         self._spacing = spacing
+        self._window_size = min(WINDOW_ROWS, int(per_second))
 
     async def slot_wait(self, telegram_id: int, delivery_key: str | None) -> float:
         """Seconds to wait until this delivery's slot (0 if it is now).
@@ -62,15 +72,41 @@ class ChatPacer:
         )
         return max(0.0, float(wait))
 
-    async def claim(self, telegram_id: int, hold: float) -> Claim:
-        """Claim the chat for one send, right before its HTTP call.
+    async def claim_send(
+        self,
+        telegram_id: int,
+        hold: float,
+        max_wait: float,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> Sending | None:
+        """Right before an HTTP call: claim the chat (`_claim_chat`), then a place in the
+        bot-wide window (`_claim_place`), waiting up to `max_wait` seconds in all.
+        None when not granted in time; nothing is held then. `ended` releases both."""
+        waited = 0.0
+        while isinstance(chat := await self._claim_chat(telegram_id, hold), float):
+            if waited + chat > max_wait:
+                return None
+            await sleep(chat)
+            waited += chat
+        sending = Sending(telegram_id, chat)
+        if self._window_size == 0:
+            return sending
+        while isinstance(place := await self._claim_place(hold), float):
+            if waited + place > max_wait:
+                await self.ended(sending)
+                return None
+            await sleep(place)
+            waited += place
+        sending.slot, sending.slot_mark = place
+        return sending
 
-        The chat is marked busy for `hold` seconds (the request's longest life) until
-        `sent` records when the answer came back; the next claim is granted `spacing`
+    async def _claim_chat(self, telegram_id: int, hold: float) -> datetime | float:
+        """The chat is marked busy for `hold` seconds (the request's longest life) until
+        `ended` records when the answer came back; the next claim is granted `spacing`
         after that. Spacing counts from our side of the finished request, which is
         after Telegram saw it, so a sender slowed between its claim and the wire (a cold
         worker, a busy loop) cannot crowd the next message. A sender that dies mid-call
-        holds the chat for `hold` at most.
+        holds the chat for `hold` at most. The mark, or the seconds to wait first.
         """
         mark = await self._db.fetchval(
             """
@@ -87,7 +123,7 @@ class ChatPacer:
             hold,
         )
         if mark is not None:
-            return Claim(mark, 0.0)
+            return mark  # type: ignore[no-any-return]
         # While a send is in flight it ends `spacing` from now at the earliest.
         wait = await self._db.fetchval(
             """
@@ -97,24 +133,70 @@ class ChatPacer:
             telegram_id,
             self._spacing,
         )
-        return Claim(None, max(0.01, float(wait or 0.0)))
+        return max(0.01, float(wait or 0.0))
 
-    async def sent(self, telegram_id: int, claim: Claim) -> None:
-        """The claimed request has ended (sent, refused or lost): the spacing starts now.
-        Only our own mark is replaced, never a later sender's."""
+    async def _claim_place(self, hold: float) -> tuple[int, datetime] | float:
+        """A place in bot_send_window (migration 007) whose last message ended a second
+        ago or more, marked busy like a chat; or the seconds until one may be free."""
+        row = await self._db.fetchrow(
+            """
+            WITH free AS (
+                SELECT slot FROM bot_send_window
+                WHERE slot < $1 AND busy_until <= clock_timestamp() - interval '1 second'
+                ORDER BY busy_until LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE bot_send_window w
+            SET busy_until = clock_timestamp() + make_interval(secs => $2)
+            FROM free WHERE w.slot = free.slot
+            RETURNING w.slot, w.busy_until
+            """,
+            self._window_size,
+            hold,
+        )
+        if row is not None:
+            return row["slot"], row["busy_until"]
+        # Every place busy: the one that ended first frees a second after it ended; if
+        # all are in flight, look again shortly (a call ends in tens of milliseconds).
+        wait = await self._db.fetchval(
+            """
+            SELECT CASE WHEN min(busy_until) > clock_timestamp() THEN 0.05
+                   ELSE extract(epoch FROM min(busy_until) + interval '1 second'
+                                           - clock_timestamp())::float8 END
+            FROM bot_send_window WHERE slot < $1
+            """,
+            self._window_size,
+        )
+        return max(0.01, float(wait or 0.0))
+
+    async def ended(self, sending: Sending) -> None:
+        """The claimed request has ended (sent, refused or lost): the spacing of its chat
+        and its place in the window count from now. Only our own marks are replaced,
+        never a later sender's."""
         await self._db.execute(
             """
             UPDATE chat_send_slots SET last_sent_at = least(last_sent_at, clock_timestamp())
             WHERE telegram_id = $1 AND last_sent_at = $2
             """,
-            telegram_id,
-            claim.mark,
+            sending.telegram_id,
+            sending.chat_mark,
         )
+        if sending.slot is not None:
+            await self._db.execute(
+                """
+                UPDATE bot_send_window SET busy_until = least(busy_until, clock_timestamp())
+                WHERE slot = $1 AND busy_until = $2
+                """,
+                sending.slot,
+                sending.slot_mark,
+            )
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A granted claim carries its busy mark; a refused one the seconds to wait first."""
+@dataclass
+class Sending:
+    """What one send holds between `claim_send` and `ended`."""
 
-    mark: datetime | None
-    wait: float
+    telegram_id: int
+    chat_mark: datetime
+    slot: int | None = None
+    slot_mark: datetime | None = None

@@ -299,6 +299,27 @@ async def test_a_send_slow_to_reach_telegram_still_gets_its_spacing(
     assert calls[1].at - calls[0].at >= 1.2, [c.at for c in calls]
 
 
+async def test_the_bot_never_sends_more_than_its_limit_in_any_second(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """Six owners' reminders at once, the bot allowed 3 messages a second (Telegram's
+    bot-wide limit, scaled down) and Telegram enforcing it: not one 429, and no second
+    holds more than 3 of them."""
+    telegram.set_flood_limit(per_second=3)
+    acts = TelegramActivities(bot, pool, sends_per_second=3)
+    reqs = []
+    for n in range(6):
+        req = await reminder(pool, key=f"k-wide-{n}")
+        req.state.telegram_id = OWNER + 100 + n
+        telegram.add_user(req.state.telegram_id)
+        reqs.append(req)
+    await asyncio.gather(*(ActivityEnvironment().run(acts.send_reminder, r) for r in reqs))
+    calls = telegram.calls("sendMessage")
+    assert [c.status for c in calls] == [200] * 6
+    times = sorted(c.at for c in calls)
+    assert all(later - first >= 1.0 for first, later in zip(times, times[3:], strict=False))
+
+
 async def test_a_slot_beyond_one_attempt_is_a_benign_retry_at_the_slot(
     pool: asyncpg.Pool, telegram: Any, bot: Bot
 ) -> None:
