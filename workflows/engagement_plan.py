@@ -225,7 +225,7 @@ class EngagementPlanWorkflow:
         then (it waits inside the activity until `wake_at`), else none."""
         lead = self._input.send_lead_seconds
         due = self._rules.due(wake_at) if lead > 0 else None
-        if due is None or due.kind not in (DueKind.FIRST, DueKind.NUDGE):
+        if due is None or not due.is_send:
             return timedelta(0)
         return timedelta(seconds=lead)
 
@@ -261,7 +261,7 @@ class EngagementPlanWorkflow:
         due = self._rules.due(at)
         if due is None:
             return  # an owner action moved the goalposts while the timer fired
-        if at > now and due.kind not in (DueKind.FIRST, DueKind.NUDGE):
+        if at > now and not due.is_send:
             return  # only a send starts early; the loop waits for the rest
         st = self._state
         if due.kind == DueKind.RESUME:

@@ -47,6 +47,11 @@ class Due:
     kind: DueKind
     step_id: int | None = None
 
+    @property
+    def is_send(self) -> bool:
+        """A reminder goes out (the only thing a plan wakes early for: its send lead)."""
+        return self.kind in (DueKind.FIRST, DueKind.NUDGE)
+
 
 @dataclass(frozen=True)
 class SendTicket:
