@@ -215,6 +215,30 @@ async def test_three_week_plan_end_to_end(
         await plan_replayer().replay_workflow(history)
 
 
+async def test_the_done_that_completes_a_plan_does_not_wait_for_the_notice(
+    ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """The last Done is answered once the rows say "completed"; the "All steps done"
+    message follows from the run. Before, the tap waited for that message, which queues
+    behind the telegram queue's rate limit and the chat's spacing."""
+    async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
+        lead = await rig.new_lead()
+        handle = await rig.start(lead, approved=True, schedule=ANYTIME, steps=STEPS[:1])
+        state = await rig.wait_state(handle, step_is(STEPS[0].step_id, StepStatus.SENT))
+        telegram.delay_next("sendMessage", 5.0, chat_id=OWNER)  # the notice, held
+        state = await answer(handle, EngagementPlanWorkflow.complete_step, state)
+        assert state.status == PlanStatus.COMPLETED
+        assert not any("All steps" in (m.text or "") for m in telegram.sent(OWNER))
+        await rig.assert_mirror_matches(state)
+        assert "plan_completed" in await log_types(pool, lead)
+
+        summary = await handle.result()
+        assert (summary.status, summary.completed) == (PlanStatus.COMPLETED, 1)
+        notices = [m for m in telegram.sent(OWNER) if "All steps" in (m.text or "")]
+        assert len(notices) == 1
+        await plan_replayer().replay_workflow(await handle.fetch_history())
+
+
 async def test_nudges_then_auto_snooze_then_new_round(
     ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
 ) -> None:

@@ -30,7 +30,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from emulators.openai_server import OpenAIEmulator
-from tests.rig import ANYTIME, OWNER, PlanRig, plan_rig
+from tests.rig import ANYTIME, OWNER, STEPS, PlanRig, plan_rig
 from tests.test_engagement_plan import advance, answer, plan_replayer, step_is
 from workflows.engagement_plan import EngagementPlanWorkflow
 from workflows.models import (
@@ -186,8 +186,24 @@ async def cancel_request_ends_the_plan(
     return handle
 
 
+async def completed_by_answers(rig: PlanRig, env: WorkflowEnvironment, llm: OpenAIEmulator) -> Any:
+    """The last Done completes the plan; the run then sends "all steps done"
+    (PATCH_NOTICE_AFTER_ANSWER; `three_week_plan` is the shape from before it)."""
+    steps = STEPS[:3]
+    handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME, steps=steps)
+    for i, step in enumerate(steps):
+        state = await rig.wait_state(handle, step_is(step.step_id, StepStatus.SENT))
+        await answer(handle, EngagementPlanWorkflow.complete_step, state)
+        if i + 1 < len(steps):
+            gap = steps[i + 1].delay_days - step.delay_days
+            await advance(env, timedelta(days=gap, hours=1))
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "cancel_request_ends_the_plan": cancel_request_ends_the_plan,
+    "completed_by_answers": completed_by_answers,
     "drafts_in_loop": drafts_in_loop,
     "drafts_in_loop_refused": drafts_in_loop_refused,
     "escalation_auto_snooze": escalation_and_auto_snooze,

@@ -33,14 +33,16 @@ Concurrency design (why no owner action can leave a plan stuck, resurrected or d
    while the loop waits to continue-as-new is carried into the next run.
 
 Versioning: histories recorded from released code live in tests/histories/ and must
-replay. A change of the command sequence goes behind `workflow.patched`; see
-`PATCH_SPACED_NUDGES` for the one so far (it also keeps the released in-place drafting,
-`_legacy_draft`/`_legacy_replace`, for plans begun before it).
+replay. A change of the command sequence goes behind `workflow.patched`: see
+`PATCH_SPACED_NUDGES` (it also keeps the released in-place drafting,
+`_legacy_draft`/`_legacy_replace`, for plans begun before it) and
+`PATCH_NOTICE_AFTER_ANSWER`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -118,6 +120,10 @@ REFUSED_BACKOFF = timedelta(minutes=10)
 # begun before it (no marker) keep drafting in `_start` and the replace_plan handler.
 # Both changes shipped together, so this one marker tells the two kinds of run apart.
 PATCH_SPACED_NUDGES = "spaced-nudges"
+# The answer that completes a plan returns once the rows are written; the run sends the
+# "plan completed" notice afterwards. Released before, the handler awaited the notice, so
+# a Done tap waited for the telegram queue's rate limit and the chat's spacing.
+PATCH_NOTICE_AFTER_ANSWER = "completion-notice-after-answer"
 
 
 def _error_type(err: ActivityError) -> str | None:
@@ -155,6 +161,8 @@ class EngagementPlanWorkflow:
         self._legacy = False
         self._refused: SendTicket | None = None
         self._remirror = False
+        # Set by the answer that completed the plan (PATCH_NOTICE_AFTER_ANSWER).
+        self._completion_notice = False
         self._visible: tuple[PlanStatus, datetime | None] | None = None
 
     def _poke(self) -> None:
@@ -179,6 +187,10 @@ class EngagementPlanWorkflow:
         if self._cancel is not None and self._rules.is_open:
             await self._finish_cancel(self._cancel)
         self._show(None)
+        if self._completion_notice:
+            key = f"plan-completed-v{self._state.plan_version}"
+            with contextlib.suppress(asyncio.CancelledError):  # done already: nothing to stop
+                await self._notify(NoticeKind.PLAN_COMPLETED, key)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._summary()
 
@@ -670,10 +682,14 @@ class EngagementPlanWorkflow:
         self._rules.resolve(step, status, workflow.now())
         logs = [self._log(log_type, f"step {pos} {status.value}", step_id=step.step_id)]
         completed = st.status == PlanStatus.COMPLETED
+        # The run sends the "plan completed" notice: the tap that finished the plan is
+        # answered once the rows say so, not after a rate-limited message to Telegram.
+        notice_in_handler = completed and not workflow.patched(PATCH_NOTICE_AFTER_ANSWER)
+        self._completion_notice = completed and not notice_in_handler
         if completed:
             logs.append(self._log("plan_completed", "all steps resolved"))
         await self._mirror(*logs)
-        if completed:
+        if notice_in_handler:
             await self._notify(NoticeKind.PLAN_COMPLETED, f"plan-completed-v{st.plan_version}")
         return st
 
