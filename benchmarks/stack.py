@@ -260,6 +260,7 @@ class Stack:
             postmaster = int((self.workdir / "pg" / "postmaster.pid").read_text().split()[0])
         return {
             "worker": sum(cpu_seconds(w.pid) for w in self.workers),
+            "bot": cpu_seconds(self.bot.pid) if self.bot else 0.0,
             "Temporal server": cpu_seconds(self.temporal.pid) if self.temporal else 0.0,
             "PostgreSQL": tree_cpu_seconds(postmaster) if postmaster else 0.0,
             "client+emulator": cpu_seconds(os.getpid()),
