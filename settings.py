@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     workflow_sandbox: Literal["full", "shared", "off"] = "off"
 
     bot_mode: Literal["polling", "webhook"] = "polling"
+    # Chats one bot process handles at once (one update per chat at a time); others wait.
+    # A handler holds no connection of its own while it waits on Temporal, so this bounds
+    # work in flight, not PostgreSQL connections.
+    bot_chats_at_once: int = Field(default=100, ge=1)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_host: str = "0.0.0.0"

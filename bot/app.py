@@ -40,7 +40,6 @@ log = logging.getLogger("leadpilot.bot")
 
 COMMANDS = [BotCommand(command=name, description=about) for name, about in texts.COMMANDS]
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
-CHATS_AT_ONCE = 20
 # A dialog left half-way (an /add never finished, an offer never answered) is dropped
 # after this many days, on the next bot start.
 DIALOG_RETENTION_DAYS = 7
@@ -69,7 +68,9 @@ def build_dispatcher(
     dp = Dispatcher(
         storage=storage,
         events_isolation=(
-            SimpleEventIsolation() if lock_pool is None else PostgresEventIsolation(lock_pool)
+            SimpleEventIsolation()
+            if lock_pool is None
+            else PostgresEventIsolation(lock_pool, settings.bot_chats_at_once)
         ),
         pool=pool,
         plans=plans,
@@ -187,10 +188,8 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
         sys.exit("leadpilot: webhook mode needs WEBHOOK_URL and WEBHOOK_SECRET")
     temporal_client = await connect(settings.temporal_address, settings.temporal_namespace)
     pool = await create_pool(settings.database_url.get_secret_value())
-    # Per-chat locks across replicas; at most this many chats are handled at once.
-    lock_pool = await create_pool(
-        settings.database_url.get_secret_value(), min_size=1, max_size=CHATS_AT_ONCE
-    )
+    # The per-chat locks across replicas: all of them on one connection.
+    lock_pool = await create_pool(settings.database_url.get_secret_value(), max_size=1)
     bot = make_process_bot(settings, pool)
     dp = build_dispatcher(pool, temporal_client, settings, lock_pool=lock_pool)
     loop = asyncio.get_running_loop()
@@ -218,7 +217,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
         for sig in signals:
             loop.remove_signal_handler(sig)
         await bot.session.close()
-        await lock_pool.close()
+        lock_pool.terminate()  # its session holds chat locks; ending it releases them
         await pool.close()
         log.info("bot stopped")
 

@@ -7,7 +7,9 @@ continues the dialog from the `bot_fsm_state` row (migration 005).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +19,8 @@ from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StateType, StorageKey
 
 from storage.db import Queryable
+
+log = logging.getLogger("leadpilot.bot")
 
 _KEY = "bot_id, chat_id, user_id, thread_id, business_connection_id, destiny"
 
@@ -127,16 +131,27 @@ def lock_name(key: StorageKey) -> str:
 class PostgresEventIsolation(BaseEventIsolation):
     """One update of a chat at a time across every bot process (webhook replicas).
 
-    First an in-process lock (arrival order; a process holds at most one database
-    connection per chat), then a PostgreSQL session advisory lock on a connection of a
-    pool of its own: locks must never wait for a connection the handlers need.
+    First an in-process lock (arrival order), then a place among the `chats_at_once`
+    chats this process handles together, then the chat's PostgreSQL session advisory
+    lock. All of a process's chat locks live on one connection of `lock_pool`, taken with
+    `pg_try_advisory_lock`: a lock held elsewhere means another replica is handling the
+    chat, so it is tried again shortly. A chat's lock then costs no connection of its
+    own, and a slow handler (a Temporal update waiting for a worker) holds no connection
+    that other chats need. Should that connection break, its locks are gone with it (as
+    any session lock would be); the next update opens another.
     """
 
-    def __init__(self, lock_pool: asyncpg.Pool) -> None:
+    RETRY_FIRST = 0.02  # seconds; doubling up to RETRY_MAX while another replica has the chat
+    RETRY_MAX = 0.25
+
+    def __init__(self, lock_pool: asyncpg.Pool, chats_at_once: int = 100) -> None:
         self._pool = lock_pool
+        self._slots = asyncio.Semaphore(chats_at_once)
         # In-process locks with the number of updates holding or awaiting each, so a
         # chat's lock is dropped when idle (aiogram's SimpleEventIsolation keeps them all).
         self._local: dict[StorageKey, tuple[asyncio.Lock, int]] = {}
+        self._session: Any = None  # the pooled connection holding this process's locks
+        self._session_busy = asyncio.Lock()  # one statement at a time on a connection
 
     @asynccontextmanager
     async def _local_lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
@@ -154,13 +169,57 @@ class PostgresEventIsolation(BaseEventIsolation):
     @asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
         name = lock_name(key)
-        async with self._local_lock(key), self._pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", name)
+        async with self._local_lock(key), self._slots:
+            session = await self._take(name)
             try:
                 yield
             finally:
-                # A broken connection loses the lock anyway; the pool resets it on release.
-                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
+                await self._give_back(name, session)
+
+    async def _take(self, name: str) -> Any:
+        """The chat's advisory lock; returns the session that holds it."""
+        wait = self.RETRY_FIRST
+        while True:
+            async with self._session_busy:
+                if self._session is None:
+                    self._session = await self._pool.acquire()
+                session = self._session
+                try:
+                    got = await session.fetchval(
+                        "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", name
+                    )
+                except BaseException:
+                    await self._drop(session)
+                    raise
+            if got:
+                return session
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, self.RETRY_MAX)
+
+    async def _give_back(self, name: str, session: Any) -> None:
+        async with self._session_busy:
+            if session is not self._session:
+                return  # that connection broke: its locks went with it
+            try:
+                await session.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
+            except asyncio.CancelledError:
+                await self._drop(session)
+                raise
+            except Exception as err:  # the update is done; a lost lock must not fail it
+                log.warning("chat lock %s not released (%r); reconnecting", name, err)
+                await self._drop(session)
+
+    async def _drop(self, session: Any) -> None:
+        """Give a failed connection back to the pool (which closes it) and forget it."""
+        if session is self._session:
+            self._session = None
+            with contextlib.suppress(Exception):
+                await self._pool.release(session)
 
     async def close(self) -> None:
         self._local.clear()
+        async with self._session_busy:
+            if self._session is not None:
+                session, self._session = self._session, None
+                with contextlib.suppress(Exception):
+                    await self._pool.release(session)

@@ -257,15 +257,9 @@ async def test_two_webhook_replicas_share_one_dialog(
             mark = telegram.call_count
             telegram.user_says(ALICE, "/help")
             assert await telegram.post_update_to(replicas[1][0], "replica-secret") == 200
-
-            async def b_waits() -> bool:
-                return bool(
-                    await pool.fetchval(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                    )
-                )
-
-            await eventually(b_waits)
+            # B tries the chat's lock again and again meanwhile (it answers /help within
+            # a tenth of a second when the chat is free).
+            await asyncio.sleep(1.5)
             assert telegram.calls("sendMessage", chat_id=ALICE)[-1].seq < mark
             await holder.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
         await telegram.wait_for_message(ALICE, "/leads", timeout=15, since=mark)
@@ -657,6 +651,47 @@ async def test_chat_isolation_is_fifo_per_chat_and_parallel_across_chats(
     await asyncio.gather(first, *later)
     assert order[3:] == ["a1 out", "a2 in", "a2 out", "a3 in", "a3 out"]
     assert isolation._local == {}  # idle chats keep no lock
+    await isolation.close()  # gives its lock connection back to the pool
+
+
+async def test_chat_locks_share_one_connection_and_a_bound(db_url: str) -> None:
+    """Many chats held at once on a one-connection lock pool: `chats_at_once` of them run,
+    the rest wait for a place (not for a connection); a broken lock connection is
+    replaced by the next update."""
+    lock_pool = await create_pool(db_url, max_size=1)
+    try:
+        isolation = PostgresEventIsolation(lock_pool, chats_at_once=3)
+        inside: list[int] = []
+        release = asyncio.Event()
+
+        async def update(chat: int) -> None:
+            async with isolation.lock(StorageKey(bot_id=1, chat_id=chat, user_id=chat)):
+                inside.append(chat)
+                await release.wait()
+
+        tasks = [asyncio.create_task(update(chat)) for chat in range(1, 6)]
+        await eventually(lambda: _true(len(inside) == 3))
+        await asyncio.sleep(0.3)
+        assert len(inside) == 3  # a bound on chats, not on connections
+        admin = await asyncpg.connect(db_url)
+        try:
+            holders = await admin.fetch(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            )
+            assert len(holders) == 3 and len({h["pid"] for h in holders}) == 1
+            release.set()
+            await asyncio.gather(*tasks)
+            assert sorted(inside) == [1, 2, 3, 4, 5]
+            await admin.execute("SELECT pg_terminate_backend($1)", holders[0]["pid"])
+        finally:
+            await admin.close()
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await update(6)  # the update that finds the lock connection broken fails
+        await update(7)  # the next one has a fresh connection
+        assert inside[-1] == 7
+    finally:
+        await isolation.close()
+        await lock_pool.close()
 
 
 async def _true(value: bool) -> bool:
