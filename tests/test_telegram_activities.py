@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import itertools
+import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +17,8 @@ import asyncpg
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
+from aiogram.methods.base import Response
+from aiogram.types import Message
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
 from temporalio.testing import ActivityEnvironment
 
@@ -468,3 +472,18 @@ async def test_a_reminder_answered_while_it_was_sent_loses_its_buttons(
     result = await run
     assert result.message_id == step_messages(telegram)[1].message_id
     assert [bool(m.buttons) for m in step_messages(telegram)] == [False, False]
+
+
+async def test_a_bot_builds_each_response_model_once(telegram: Any) -> None:
+    """aiogram asks pydantic for `Response[Message]` on every call and pydantic keeps it
+    only weakly: without `KeepResponseModels` a garbage collection between two messages
+    made the second one build the model, schema and all, again."""
+    telegram.add_user(4243)
+    b = make_bot(telegram.token, telegram.base_url)
+    try:
+        await b.send_message(4243, "one")
+        model = weakref.ref(Response[Message])
+        gc.collect()
+        assert model() is not None  # still the one pydantic hands out
+    finally:
+        await b.session.close()
