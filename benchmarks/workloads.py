@@ -377,6 +377,29 @@ class Tapper:
         return out, texts
 
 
+async def taps_alone(stack: Stack, report: Report, g: str, after: Tapper, seconds: float) -> None:
+    """The same taps with nothing else due: tells the bot's own path from a machine that
+    the stream and the taps together fill (Pause / Resume, continuing `after`'s toggles)."""
+    alone = Tapper(stack, after.deliveries, set(), after.toggles, rate=after.rate)
+    alone.paused, alone._next_toggle = set(after.paused), after._next_toggle
+    parts0, began = stack.cpu(), time.monotonic()
+    await alone.run(seconds=seconds)
+    await alone.settle(60)
+    elapsed = time.monotonic() - began
+    n = max(1, len(alone.taps))
+    parts = {k: (v - parts0.get(k, 0.0)) for k, v in stack.cpu().items()}
+    taps, answers = alone.latencies()
+    t95 = pct(taps, 95)
+    report.add(
+        g, "button tap → answered, p50 / p95, taps alone", f"{ms(pct(taps, 50))} / {ms(t95)}",
+        "p95 ≤ 250 ms", t95 <= 0.25,
+        f"{len(alone.taps)} Pause/Resume taps at {after.rate:.0f}/s, no reminders due; "
+        f"answers: {dict(answers)}; CPU per tap: "
+        + ", ".join(f"{k} {v / n * 1000:.1f} ms" for k, v in parts.items())
+        + f" ({sum(parts.values()) / elapsed:.2f} of 2 cores)",
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------- histories
 
 
@@ -638,6 +661,7 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
         f"{len(tapper.taps)} taps at {tap_rate:.0f}/s through the bot process "
         f"({Counter(t.kind for t in tapper.taps)}); answers: {dict(answers)}",
     )  # fmt: skip
+    await taps_alone(stack, report, g, tapper, stream_seconds / 4)
     # --- histories.
     hist = await histories(stack, life + random.Random(1).sample(stream, min(len(stream), 200)))
     per_plan = [count_history(h) for h in hist[: len(life)]]

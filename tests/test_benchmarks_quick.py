@@ -25,6 +25,7 @@ FIGURES = [
     "the same due times, 15-min poller p50 / p99 / max",
     "the same due times, 60-s poller p50 / p99 / max",
     "button tap → answered and state changed, p50 / p95",
+    "button tap → answered, p50 / p95, taps alone",
     "workflow tasks per reminder (mean / max)",
     "per completed plan: workflow tasks / Actions",
     "10,000 leads/month on Temporal Cloud",
