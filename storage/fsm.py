@@ -177,20 +177,29 @@ class PostgresEventIsolation(BaseEventIsolation):
                 await self._give_back(name, session)
 
     async def _take(self, name: str) -> Any:
-        """The chat's advisory lock; returns the session that holds it."""
+        """The chat's advisory lock; returns the session that holds it. A session found
+        broken (the database restarted, the connection was killed) is replaced once; a
+        fresh one failing too means the database is away, and the update fails."""
         wait = self.RETRY_FIRST
         while True:
             async with self._session_busy:
-                if self._session is None:
+                fresh = self._session is None
+                if fresh:
                     self._session = await self._pool.acquire()
                 session = self._session
                 try:
                     got = await session.fetchval(
                         "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", name
                     )
-                except BaseException:
+                except asyncio.CancelledError:
                     await self._drop(session)
                     raise
+                except Exception as err:  # asyncpg reports a dead session in several ways
+                    await self._drop(session)
+                    if fresh:
+                        raise
+                    log.warning("chat lock connection broken (%r); opening another", err)
+                    continue
             if got:
                 return session
             await asyncio.sleep(wait)

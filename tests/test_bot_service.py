@@ -656,8 +656,8 @@ async def test_chat_isolation_is_fifo_per_chat_and_parallel_across_chats(
 
 async def test_chat_locks_share_one_connection_and_a_bound(db_url: str) -> None:
     """Many chats held at once on a one-connection lock pool: `chats_at_once` of them run,
-    the rest wait for a place (not for a connection); a broken lock connection is
-    replaced by the next update."""
+    the rest wait for a place (not for a connection); a lock connection killed between
+    updates is replaced, and the next update runs on a fresh one."""
     lock_pool = await create_pool(db_url, max_size=1)
     try:
         isolation = PostgresEventIsolation(lock_pool, chats_at_once=3)
@@ -682,13 +682,19 @@ async def test_chat_locks_share_one_connection_and_a_bound(db_url: str) -> None:
             release.set()
             await asyncio.gather(*tasks)
             assert sorted(inside) == [1, 2, 3, 4, 5]
-            await admin.execute("SELECT pg_terminate_backend($1)", holders[0]["pid"])
+            killed = holders[0]["pid"]
+            await admin.execute("SELECT pg_terminate_backend($1, 5000)", killed)  # waits
+            release.clear()
+            sixth = asyncio.create_task(update(6))
+            await eventually(lambda: _true(inside[-1] == 6))
+            now = await admin.fetch(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            )
+            assert len(now) == 1 and now[0]["pid"] != killed
+            release.set()
+            await sixth
         finally:
             await admin.close()
-        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
-            await update(6)  # the update that finds the lock connection broken fails
-        await update(7)  # the next one has a fresh connection
-        assert inside[-1] == 7
     finally:
         await isolation.close()
         await lock_pool.close()
