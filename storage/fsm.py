@@ -138,7 +138,7 @@ class PostgresEventIsolation(BaseEventIsolation):
     chat, so it is tried again shortly. A chat's lock then costs no connection of its
     own, and a slow handler (a Temporal update waiting for a worker) holds no connection
     that other chats need. Should that connection break, its locks are gone with it (as
-    any session lock would be); the next update opens another.
+    any session lock would be); the update that finds it broken opens another.
     """
 
     RETRY_FIRST = 0.02  # seconds; doubling up to RETRY_MAX while another replica has the chat
