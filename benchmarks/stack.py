@@ -266,6 +266,10 @@ class Stack:
             "client+emulator": cpu_seconds(os.getpid()),
         }
 
+    def cpu_since(self, before: dict[str, float]) -> dict[str, float]:
+        """CPU seconds each part used since `before` (an earlier `cpu()`)."""
+        return {k: v - before.get(k, 0.0) for k, v in self.cpu().items()}
+
     async def close(self) -> None:
         children = [*self.workers, *([self.bot] if self.bot else [])]
         await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)

@@ -75,6 +75,11 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+def cpu_per(parts: dict[str, float], n: int) -> str:
+    """CPU seconds by part of the stack as milliseconds per unit of work (n units)."""
+    return ", ".join(f"{k} {v / max(1, n) * 1000:.1f} ms" for k, v in parts.items())
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
@@ -125,7 +130,7 @@ class Enrolment:
     cpu: dict[str, float] = field(default_factory=dict)  # seconds per part of the stack
 
     def cpu_per_plan(self) -> str:
-        return ", ".join(f"{k} {v / self.plans * 1000:.1f} ms" for k, v in self.cpu.items())
+        return cpu_per(self.cpu, self.plans)
 
     @property
     def accept_rate(self) -> float:
@@ -176,8 +181,7 @@ async def enrol(
             raise TimeoutError(f"enrolment of {len(leads)} plans not mirrored in {timeout:.0f} s")
         await asyncio.sleep(0.2)
     live = time.monotonic() - began
-    cpu = {k: v - cpu0.get(k, 0.0) for k, v in stack.cpu().items()}
-    return Enrolment(len(leads), accepted, live, cpu)
+    return Enrolment(len(leads), accepted, live, stack.cpu_since(cpu0))
 
 
 # ---------------------------------------------------------------- reading Telegram
@@ -386,17 +390,15 @@ async def taps_alone(stack: Stack, report: Report, g: str, after: Tapper, second
     await alone.run(seconds=seconds)
     await alone.settle(60)
     elapsed = time.monotonic() - began
-    n = max(1, len(alone.taps))
-    parts = {k: (v - parts0.get(k, 0.0)) for k, v in stack.cpu().items()}
+    parts = stack.cpu_since(parts0)
     taps, answers = alone.latencies()
     t95 = pct(taps, 95)
     report.add(
         g, "button tap → answered, p50 / p95, taps alone", f"{ms(pct(taps, 50))} / {ms(t95)}",
         "p95 ≤ 250 ms", t95 <= 0.25,
         f"{len(alone.taps)} Pause/Resume taps at {after.rate:.0f}/s, no reminders due; "
-        f"answers: {dict(answers)}; CPU per tap: "
-        + ", ".join(f"{k} {v / n * 1000:.1f} ms" for k, v in parts.items())
-        + f" ({sum(parts.values()) / elapsed:.2f} of 2 cores)",
+        f"answers: {dict(answers)}; CPU per tap: {cpu_per(parts, len(alone.taps))} "
+        f"({sum(parts.values()) / elapsed:.2f} of 2 cores)",
     )  # fmt: skip
 
 
@@ -611,7 +613,7 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
     await watcher
     elapsed = time.monotonic() - t0
     busy = (cpu_seconds(worker.pid) - cpu0) / elapsed
-    parts = {k: v - parts0.get(k, 0.0) for k, v in stack.cpu().items()}
+    parts = stack.cpu_since(parts0)
     await tapper.settle(60)
     due = await due_times(stack, stream)
     sent_late = {
@@ -639,9 +641,7 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
         f"{(len(late) + len(tapper.taps)) / elapsed:.1f} reminders+taps/s",
         note=f"{len(late)} reminders + {len(tapper.taps)} taps in {elapsed:.0f} s; {missing} not "
         f"delivered; worker CPU {busy:.0%} of a core; CPU per reminder or tap: "
-        + ", ".join(
-            f"{k} {v / max(1, len(late) + len(tapper.taps)) * 1000:.1f} ms" for k, v in parts.items()
-        )
+        + cpu_per(parts, len(late) + len(tapper.taps))
         + f"; load 1-min {min(load_during, default='-')}–{max(load_during, default='-')}",
     )  # fmt: skip
     for period, label, ratio in ((900.0, "15-min", 1000), (60.0, "60-s", 100)):
@@ -767,7 +767,7 @@ async def catchup(stack: Stack, report: Report, *, plans: int) -> None:
         await asyncio.sleep(0.5)
     end = time.time()
     busy = (cpu_seconds(worker.pid) - cpu0) / max(1e-3, end - ready)
-    parts = {k: v - parts0.get(k, 0.0) for k, v in stack.cpu().items()}
+    parts = stack.cpu_since(parts0)
     sent = sorted(
         (deliveries.by_step[(lead, 1, 1)][0].at, due[lead])
         for lead in overdue
@@ -795,7 +795,7 @@ async def catchup(stack: Stack, report: Report, *, plans: int) -> None:
         sustained >= 24,
         f"{len(times)} sent in {times[-1] - restart if times else 0:.0f} s after the restart; "
         f"peak {peak} in 1 s; worker CPU {busy:.0%} of a core; CPU per reminder: "
-        + ", ".join(f"{k} {v / max(1, len(times)) * 1000:.1f} ms" for k, v in parts.items())
+        + cpu_per(parts, len(times))
         + f"; load {load_average()}",
     )  # fmt: skip
     report.add(g, "catch-up: 429s (bot-wide + per chat) / duplicates", f"{too_many} / {dups}",

@@ -219,8 +219,9 @@ class PostgresEventIsolation(BaseEventIsolation):
                 await self._drop(session)
 
     async def _drop(self, session: Any) -> None:
-        """Give a failed connection back to the pool (which closes it) and forget it."""
-        if session is self._session:
+        """Give the session back to the pool (which resets or closes it, and its locks go
+        with it) and forget it."""
+        if session is not None and session is self._session:
             self._session = None
             with contextlib.suppress(Exception):
                 await self._pool.release(session)
@@ -228,7 +229,4 @@ class PostgresEventIsolation(BaseEventIsolation):
     async def close(self) -> None:
         self._local.clear()
         async with self._session_busy:
-            if self._session is not None:
-                session, self._session = self._session, None
-                with contextlib.suppress(Exception):
-                    await self._pool.release(session)
+            await self._drop(self._session)

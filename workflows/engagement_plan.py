@@ -188,9 +188,8 @@ class EngagementPlanWorkflow:
             await self._finish_cancel(self._cancel)
         self._show(None)
         if self._completion_notice:
-            key = f"plan-completed-v{self._state.plan_version}"
             with contextlib.suppress(asyncio.CancelledError):  # done already: nothing to stop
-                await self._notify(NoticeKind.PLAN_COMPLETED, key)
+                await self._notify_plan_completed()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._summary()
 
@@ -545,6 +544,9 @@ class EngagementPlanWorkflow:
         if st.steps and st.status == PlanStatus.AWAITING_APPROVAL:
             await self._notify(NoticeKind.PLAN_READY, f"plan-ready-v{st.plan_version}")
 
+    async def _notify_plan_completed(self) -> None:
+        await self._notify(NoticeKind.PLAN_COMPLETED, f"plan-completed-v{self._state.plan_version}")
+
     async def _finish_cancel(self, req: CancelRequest) -> None:
         if self._draft is not None and not self._draft.done():
             self._draft.cancel()
@@ -690,7 +692,7 @@ class EngagementPlanWorkflow:
             logs.append(self._log("plan_completed", "all steps resolved"))
         await self._mirror(*logs)
         if notice_in_handler:
-            await self._notify(NoticeKind.PLAN_COMPLETED, f"plan-completed-v{st.plan_version}")
+            await self._notify_plan_completed()
         return st
 
     @workflow.update
