@@ -52,7 +52,14 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities import metrics
 from activities.mirror import state_rows
 from storage.activity_log import ActivityLogRepository
-from storage.deliveries import DeliveryLedger, LeaseHeld, StepRef, Withdrawn, reminder_withdrawn
+from storage.deliveries import (
+    DeliveryLedger,
+    LeaseHeld,
+    StepRef,
+    Withdrawn,
+    reminder_withdrawn,
+    rows_revision,
+)
 from storage.leads import LeadRepository
 from storage.pacing import ChatPacer, Sending
 from storage.reminders import ReminderRepository
@@ -373,9 +380,11 @@ class TelegramActivities:
         text = texts.reminder_text(name, company, step, position, total, req.kind)
         keyboard = keyboards.reminder_keyboard(state.lead_id, state.plan_version, step)
 
-        async def withdrawn() -> Withdrawn | None:
+        async def withdrawn(revision: int | None = state.revision) -> Withdrawn | None:
+            """Before the send: also withdrawn if the plan changed since it was decided;
+            after it (`revision=None`): only if the step no longer awaits an answer."""
             return await reminder_withdrawn(
-                self._pool, state.lead_id, state.plan_version, step.step_id
+                self._pool, state.lead_id, state.plan_version, step.step_id, revision
             )
 
         ref = StepRef(state.lead_id, state.plan_version, step.step_id)
@@ -392,7 +401,10 @@ class TelegramActivities:
         if isinstance(outcome, Withdrawn):
             metrics.reminder_withheld(outcome.value)
             activity.logger.info("reminder %s not sent: %s", req.delivery_key, outcome.value)
-            return ReminderResult(not_sent=NotSentReason(outcome.value))
+            return ReminderResult(
+                not_sent=NotSentReason(outcome.value),
+                rows_revision=await rows_revision(self._pool, state.lead_id),
+            )
         message_id, sent_at = outcome.message_id, outcome.sent_at
         if outcome.fresh:
             late = sent_at - step.due_at if step.due_at and req.kind == ReminderKind.FIRST else None
@@ -416,7 +428,9 @@ class TelegramActivities:
         # was answered while this one was being sent. The step's very first reminder has
         # no older messages: only the second check applies.
         older = req.kind == ReminderKind.NUDGE or step.snooze_count > 0
-        await self._clear_buttons(ref, req.delivery_key if older else "", t0, withdrawn)
+        await self._clear_buttons(
+            ref, req.delivery_key if older else "", t0, lambda: withdrawn(None)
+        )
         return ReminderResult(message_id=message_id, sent_at=sent_at)
 
     async def _clear_buttons(

@@ -205,16 +205,19 @@ class Withdrawn(StrEnum):
 
     STEP_CLOSED = "step_closed"
     LEAD_CLOSED = "lead_closed"
+    SUPERSEDED = "superseded"
 
 
 async def reminder_withdrawn(
-    db: Queryable, lead_id: int, plan_version: int, step_id: int
+    db: Queryable, lead_id: int, plan_version: int, step_id: int, revision: int | None = None
 ) -> Withdrawn | None:
     """Whether a reminder about to go out has lost its reason, as the mirror shows it.
 
     The lead is closed (or gone); or the step's row was answered, skipped or cancelled;
-    or a newer plan version exists. A step without a row yet is still wanted: the mirror
-    may lag the workflow, and a reminder must never be lost to that.
+    or a newer plan version exists; or (given the plan `revision` the send was decided
+    at) the plan changed since — paused, snoozed, rescheduled while the send waited for
+    its due time — and the workflow must decide again. A step without a row yet is still
+    wanted: the mirror may lag the workflow, and a reminder must never be lost to that.
     """
     row = await db.fetchrow(
         """
@@ -222,6 +225,8 @@ async def reminder_withdrawn(
                (SELECT r.status FROM scheduled_reminders r
                  WHERE r.lead_id = l.id AND r.plan_version = $2 AND r.step_id = $3)
                    AS step_status,
+               (SELECT max(r.revision) FROM scheduled_reminders r WHERE r.lead_id = l.id)
+                   AS rows_revision,
                greatest(l.plan_version * (l.engagement_plan IS NOT NULL)::int,
                         (SELECT max(r.plan_version) FROM scheduled_reminders r
                           WHERE r.lead_id = l.id)) AS newest_version
@@ -237,4 +242,14 @@ async def reminder_withdrawn(
         return Withdrawn.STEP_CLOSED
     if row["newest_version"] is not None and row["newest_version"] > plan_version:
         return Withdrawn.STEP_CLOSED
+    if revision is not None and (row["rows_revision"] or 0) > revision:
+        return Withdrawn.SUPERSEDED
     return None
+
+
+async def rows_revision(db: Queryable, lead_id: int) -> int | None:
+    """The newest plan revision the lead's rows were written at."""
+    revision: int | None = await db.fetchval(
+        "SELECT max(revision) FROM scheduled_reminders WHERE lead_id = $1", lead_id
+    )
+    return revision

@@ -56,6 +56,7 @@ from workflows.models import (
     PlanState,
     PlanStatus,
     ReminderRequest,
+    ReminderResult,
     ReplacePlanRequest,
     Schedule,
     SnoozeAction,
@@ -451,10 +452,15 @@ async def check_spacing(case: Case) -> None:
                 )
                 scheduled[e.event_id] = req
         elif e.HasField("activity_task_completed_event_attributes"):
-            sched = e.activity_task_completed_event_attributes.scheduled_event_id
-            req = scheduled.get(sched)
+            done = e.activity_task_completed_event_attributes
+            req = scheduled.get(done.scheduled_event_id)
             if req is None:
                 continue
+            (result,) = pydantic_data_converter.payload_converter.from_payloads(
+                done.result.payloads, [ReminderResult]
+            )
+            if result.not_sent is not None:
+                continue  # withheld: nothing reached the owner
             step = req.step
             key = (req.state.plan_version, step.step_id, step.snooze_count)
             sends.setdefault(key, []).append(e.event_time.ToDatetime())

@@ -18,6 +18,7 @@ from temporalio.api.enums.v1 import PendingActivityState, WorkflowTaskFailedCaus
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
+from emulators.telegram.faults import Fault
 from storage.leads import LeadRepository
 from storage.models import LeadStatus
 from tests.rig import ANYTIME, OWNER, PlanRig, describe_raw, eventually, plan_rig
@@ -67,12 +68,13 @@ async def task_failures(handle: WorkflowHandle[Any, Any]) -> list[str]:
     ]
 
 
-async def send_in_flight(handle: WorkflowHandle[Any, Any]) -> None:
-    """Wait until a send_reminder attempt is running (a pending, started activity)."""
+async def send_in_flight(handle: WorkflowHandle[Any, Any], held: Fault) -> None:
+    """Wait until a send_reminder attempt is running and its HTTP call, `held` by the
+    emulator, reached Telegram: past its last check that the reminder is still wanted."""
 
     async def check() -> bool:
         desc = await describe_raw(handle)
-        return any(
+        return held.hits > 0 and any(
             a.activity_type.name == "send_reminder"
             and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
             for a in desc.pending_activities
@@ -137,9 +139,9 @@ async def test_2_snooze_while_a_nudge_is_in_flight_is_not_undone(
         lead = await rig.new_lead()
         handle = await rig.start(lead, approved=True, schedule=ANYTIME)
         state = await rig.wait_state(handle, step_reminded(1, 1))
-        telegram.delay_next("sendMessage", 3)
+        held = telegram.delay_next("sendMessage", 3)
         await advance(ts_env, timedelta(hours=24, seconds=1))
-        await send_in_flight(handle)
+        await send_in_flight(handle, held)
         state = await handle.execute_update(
             EngagementPlanWorkflow.snooze_step,
             SnoozeAction(step_id=1, plan_version=1, days=3),
@@ -170,9 +172,9 @@ async def test_2_snooze_during_the_first_reminder_and_replace_during_a_send(
     async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
         lead = await rig.new_lead()
         telegram.add_user(OWNER)
-        telegram.delay_next("sendMessage", 3)
+        held = telegram.delay_next("sendMessage", 3)
         handle = await rig.start(lead, approved=True, schedule=ANYTIME)
-        await send_in_flight(handle)
+        await send_in_flight(handle, held)
         await handle.execute_update(
             EngagementPlanWorkflow.snooze_step, SnoozeAction(step_id=1, plan_version=1, days=1)
         )
@@ -181,9 +183,9 @@ async def test_2_snooze_during_the_first_reminder_and_replace_during_a_send(
         assert (state.steps[0].status, state.steps[0].snooze_count) == (StepStatus.PENDING, 1)
 
         # The snoozed step is reminded again; the plan is replaced while that send is held.
-        telegram.delay_next("sendMessage", 3)
+        held = telegram.delay_next("sendMessage", 3)
         await advance_to(ts_env, state.steps[0].due_at)
-        await send_in_flight(handle)
+        await send_in_flight(handle, held)
         state = await handle.execute_update(
             EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=FIVE)
         )
@@ -319,9 +321,9 @@ async def test_6_a_send_overtaken_by_an_action_still_reaches_the_rows(
     async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
         lead = await rig.new_lead()
         telegram.add_user(OWNER)
-        telegram.delay_next("sendMessage", 3)
+        held = telegram.delay_next("sendMessage", 3)
         handle = await rig.start(lead, approved=True, schedule=ANYTIME)
-        await send_in_flight(handle)
+        await send_in_flight(handle, held)
         await handle.execute_update(EngagementPlanWorkflow.pause, PauseRequest())
         state = await rig.wait_state(handle, step_reminded(1, 1))
         state = await settled(rig, handle)
@@ -425,9 +427,9 @@ async def test_11_a_refused_send_of_a_replaced_or_paused_plan_changes_nothing(
         for _ in range(5):
             state = await answer(handle, EngagementPlanWorkflow.skip_step, state)
         # Step 6's reminder is held, the owner blocks the bot and replaces the plan with 5 steps.
-        telegram.delay_next("sendMessage", 3)
+        held = telegram.delay_next("sendMessage", 3)
         await advance_to(ts_env, state.steps[5].due_at)
-        await send_in_flight(handle)
+        await send_in_flight(handle, held)
         telegram.block(OWNER)
         await handle.execute_update(
             EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=FIVE)
@@ -437,9 +439,9 @@ async def test_11_a_refused_send_of_a_replaced_or_paused_plan_changes_nothing(
 
         # A paused plan whose send is refused stays paused, with its vacation end.
         telegram.unblock(OWNER)
-        telegram.delay_next("sendMessage", 3)
+        held = telegram.delay_next("sendMessage", 3)
         await advance_to(ts_env, state.steps[0].due_at)
-        await send_in_flight(handle)
+        await send_in_flight(handle, held)
         telegram.block(OWNER)
         back = await ts_env.get_current_time() + timedelta(days=10)
         await handle.execute_update(EngagementPlanWorkflow.pause, PauseRequest(until=back))

@@ -5,8 +5,9 @@ comes up while it waits still withholds it. Real dev server, workers, PostgreSQL
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporal_client import PlanHandle
 from tests.rig import ANYTIME, OWNER, PlanRig, eventually, plan_rig
 from workflows.engagement_plan import EngagementPlanWorkflow
-from workflows.models import PlanState, PlanStatus, StepAction, StepStatus
+from workflows.models import PauseRequest, PlanState, PlanStatus, StepAction, StepStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("distinct_lead_ids")]
 
@@ -38,6 +39,11 @@ async def _step2_due(rig: PlanRig, lead: float, day_seconds: int) -> tuple[PlanH
 
 async def _events(handle: PlanHandle) -> list[HistoryEvent]:
     return [e async for e in handle.fetch_history_events()]
+
+
+async def _step2_send_waits(handle: PlanHandle) -> bool | None:
+    """Whether the send of step 2 was started (a lead ahead of its due time)."""
+    return any(s["step_id"] == 2 for s in _send_inputs(await _events(handle))) or None
 
 
 def _send_inputs(events: list[HistoryEvent]) -> list[dict[str, Any]]:
@@ -96,18 +102,43 @@ async def test_a_lead_closed_while_the_send_waits_for_its_due_time_is_not_remind
     async with plan_rig(dev_env.client, db_url, pool, telegram) as rig:
         handle, state = await _step2_due(rig, lead=5.0, day_seconds=5)
 
-        async def waiting_send() -> bool | None:
-            started = [
-                e
-                for e in await _events(handle)
-                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-            ]
-            return len(started) >= 2 or None  # step 1's send, then step 2's
-
-        await eventually(waiting_send, timeout=30)
+        await eventually(lambda: _step2_send_waits(handle), timeout=30)
         await pool.execute(
             "UPDATE lead_registry SET status = 'closed_won' WHERE id = $1", state.lead_id
         )
         final = await rig.wait_state(handle, lambda s: s.status == PlanStatus.CANCELLED)
     assert final.steps[1].status == StepStatus.CANCELLED
     assert len(telegram.sent(OWNER)) == 1  # step 1 only
+
+
+async def test_a_plan_paused_while_the_send_waits_is_not_reminded_until_resumed(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """The owner taps Pause in the seconds before a reminder is due, while its send already
+    waits for the due time: nothing reaches Telegram while paused, and Resume sends it."""
+    async with plan_rig(dev_env.client, db_url, pool, telegram) as rig:
+        handle, state = await _step2_due(rig, lead=5.0, day_seconds=5)
+
+        await eventually(lambda: _step2_send_waits(handle), timeout=30)
+        due = state.steps[1].due_at
+        assert due is not None
+        paused = await handle.execute_update(EngagementPlanWorkflow.pause, PauseRequest())
+        assert paused.status == PlanStatus.PAUSED and datetime.now(UTC) < due
+        # The send woke at the due time, found the plan changed, and sent nothing.
+        await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 2)
+        settled = await handle.query(EngagementPlanWorkflow.state)
+        for e in await _events(handle):
+            print("EV", e.event_id, EventType.Name(e.event_type), e.event_time.ToDatetime())
+        print("DUE", due, "NOW", datetime.now(UTC), telegram.sent(OWNER))
+        assert settled.status == PlanStatus.PAUSED
+        assert (settled.steps[1].status, settled.steps[1].reminder_count) == (StepStatus.PENDING, 0)
+        assert len(telegram.sent(OWNER)) == 1  # step 1 only
+        await rig.assert_mirror_matches(settled)
+
+        await handle.execute_update(EngagementPlanWorkflow.resume)
+        final = await rig.wait_state(
+            handle, lambda s: s.steps[1].status == StepStatus.SENT, timeout=30
+        )
+        await rig.assert_mirror_matches(final)
+    assert len(telegram.sent(OWNER)) == 2
+    assert final.steps[1].reminder_count == 1

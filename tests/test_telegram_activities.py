@@ -188,10 +188,29 @@ async def test_an_answered_step_is_not_reminded(
     req = await reminder(pool, key=f"k-{status}")
     await mirror(pool, req, status=status, reminder_count=0)
     result = await ActivityEnvironment().run(acts.send_reminder, req)
-    assert result == ReminderResult(not_sent=NotSentReason.STEP_CLOSED)
+    assert result == ReminderResult(
+        not_sent=NotSentReason.STEP_CLOSED, rows_revision=req.state.revision
+    )
     assert telegram.sent(OWNER) == []
     rows = await ReminderRepository(pool).get_for_lead(req.state.lead_id)
     assert (rows[0].status.value, rows[0].reminder_count) == (status.value, 0)  # untouched
+    assert await DeliveryLedger(pool).get(req.delivery_key) is None
+
+
+async def test_a_plan_changed_since_the_send_was_decided_is_not_reminded(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """The owner paused (or snoozed) while the send waited for its due time: the rows
+    carry a newer revision than the send's, so it sends nothing and says which."""
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="k-superseded")
+    newer = req.state.model_copy(deep=True, update={"revision": req.state.revision + 2})
+    await ReminderRepository(pool).upsert_steps(state_rows(newer))
+    result = await ActivityEnvironment().run(acts.send_reminder, req)
+    assert result == ReminderResult(
+        not_sent=NotSentReason.SUPERSEDED, rows_revision=req.state.revision + 2
+    )
+    assert telegram.sent(OWNER) == []
     assert await DeliveryLedger(pool).get(req.delivery_key) is None
 
 

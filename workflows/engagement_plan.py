@@ -335,12 +335,14 @@ class EngagementPlanWorkflow:
         if result.not_sent is not None or result.sent_at is None:
             if st.revision != sent_revision or self._rules.ticket(step) != ticket:
                 return  # answered, snoozed or replaced meanwhile: the loop decides again
-            # The rows say the step is closed while the plan still has it open: heal them
-            # from the state (the workflow is the source of truth) and try again; if the
-            # rows keep disagreeing, back off instead of spinning.
+            # The rows say the step is closed, or hold a newer revision, while the plan
+            # knows of no change: heal them from the state (the workflow is the source of
+            # truth), written past their revision, and try again; if the rows keep
+            # disagreeing, back off instead of spinning.
             if self._refused == ticket:
                 await workflow.sleep(REFUSED_BACKOFF, summary="send refused twice; retry later")
             self._refused = ticket
+            st.revision = max(st.revision, result.rows_revision or 0)
             await self._mirror()
             return
         self._refused = None

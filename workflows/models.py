@@ -307,6 +307,9 @@ class NotSentReason(StrEnum):
     STEP_CLOSED = "step_closed"
     # The lead was closed (won/lost); the plan must end.
     LEAD_CLOSED = "lead_closed"
+    # The plan changed (paused, snoozed, rescheduled) while the send waited for its due
+    # time: the rows hold a newer revision than the one the send was decided at.
+    SUPERSEDED = "superseded"
 
 
 class ReminderResult(BaseModel):
@@ -315,6 +318,10 @@ class ReminderResult(BaseModel):
     message_id: int | None = None
     sent_at: datetime | None = None
     not_sent: NotSentReason | None = None
+    # With not_sent: the newest revision the lead's rows hold. Ahead of the workflow's
+    # own only when the rows were written by a run this one does not know (an operator
+    # reset); the workflow then writes past it instead of being refused forever.
+    rows_revision: int | None = None
 
 
 class NoticeKind(StrEnum):
