@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # A handler holds no connection of its own while it waits on Temporal, so this bounds
     # work in flight, not PostgreSQL connections.
     bot_chats_at_once: int = Field(default=100, ge=1)
+    # Plan updates (taps) one process lets into Temporal at once follow their latency:
+    # slower than this (seconds), the workers are queueing and fewer are let in, so taps
+    # never bury the reminders' workflow tasks (services/admission.py); 0: no bound.
+    plan_update_latency_target: float = Field(default=0.5, ge=0)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_host: str = "0.0.0.0"

@@ -48,12 +48,14 @@ class BulkRunner:
         plans = self.plans
         try:
             if job.action == "set_schedule":
-                await plans.set_schedule(lead_id, Schedule.model_validate(job.payload["schedule"]))
+                schedule = Schedule.model_validate(job.payload["schedule"])
+                await plans.set_schedule(lead_id, schedule, patient=True)
             elif job.action == "pause":
                 until = job.payload.get("until")
-                await plans.pause(lead_id, datetime.fromisoformat(until) if until else None)
+                when = datetime.fromisoformat(until) if until else None
+                await plans.pause(lead_id, when, patient=True)
             else:
-                await plans.resume(lead_id)
+                await plans.resume(lead_id, patient=True)
         except NoWorkerInTime:
             return True  # admitted; the plan applies it when a worker is back
         except ActionRejected as err:

@@ -73,7 +73,7 @@ class ResumeBlockedMiddleware(BaseMiddleware):
         resumed = []
         for lead in blocked:
             try:
-                await plans.resume(lead.id)
+                await plans.resume(lead.id, patient=True)
             except ActionRejected as err:
                 log.info("blocked plan of lead %s not resumed: %s", lead.id, err.reason)
                 continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from services.admission import Busy, UpdateAdmission
 from settings import Settings
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
@@ -72,6 +73,7 @@ class ActionRejected(Exception):
     """
 
     pending = False
+    busy = False
 
     def __init__(self, kind: Rejection | None, reason: str, *, unreachable: bool = False) -> None:
         super().__init__(reason)
@@ -82,6 +84,12 @@ class ActionRejected(Exception):
     @property
     def already_handled(self) -> bool:
         return self.kind in (Rejection.ALREADY_HANDLED, Rejection.PLAN_FINISHED)
+
+
+class Overloaded(ActionRejected):
+    """Not sent: more plan updates were in flight than the workers keep up with."""
+
+    busy = True
 
 
 class NoWorkerInTime(ActionRejected):
@@ -113,6 +121,8 @@ class PlanService:
         self.client = client
         self.pool = pool
         self.settings = settings
+        target = settings.plan_update_latency_target
+        self.admission = UpdateAdmission(target) if target > 0 else None
 
     def handle(self, lead_id: int) -> PlanHandle:
         return plan_handle(self.client, lead_id)
@@ -163,10 +173,13 @@ class PlanService:
             log.info("no plan state for lead %s: %s", lead_id, err)
             return None
 
-    async def _update(self, lead_id: int, update: Any, *arg: Any) -> PlanState:
+    async def _update(
+        self, lead_id: int, update: Any, *arg: Any, patient: bool = False
+    ) -> PlanState:
         """Run one update to completion; every way it can fail becomes an ActionRejected."""
         state: PlanState = await self._call(
-            self.handle(lead_id).execute_update(update, *arg, rpc_timeout=UPDATE_TIMEOUT)
+            lambda: self.handle(lead_id).execute_update(update, *arg, rpc_timeout=UPDATE_TIMEOUT),
+            patient,
         )
         return state
 
@@ -174,7 +187,7 @@ class PlanService:
         """Return as soon as the validator accepted the update: long work (drafting a plan)
         then runs on without holding the tap."""
         await self._call(
-            self.handle(lead_id).start_update(
+            lambda: self.handle(lead_id).start_update(
                 update,
                 *arg,
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
@@ -182,8 +195,20 @@ class PlanService:
             )
         )
 
+    async def _call(self, call: Callable[[], Awaitable[T]], patient: bool = False) -> T:
+        """Send the update once admitted (`self.admission`): a tap that finds no room in
+        time was never sent, and hears so; a `patient` one (background work) waits."""
+        if self.admission is None:
+            return await self._translated(call())
+        try:
+            async with self.admission.slot(patient):
+                return await self._translated(call())
+        except Busy as err:
+            log.warning("plan update refused: %s", err)
+            raise Overloaded(None, str(err)) from err
+
     @staticmethod
-    async def _call(call: Awaitable[T]) -> T:
+    async def _translated(call: Awaitable[T]) -> T:
         try:
             # The RPC timeout bounds each call the client makes, and the client may make
             # more than one (polling for the outcome): this bounds the whole wait, so the
@@ -233,14 +258,25 @@ class PlanService:
             lead.id, EngagementPlanWorkflow.replace_plan, ReplacePlanRequest(steps=None)
         )
 
-    async def pause(self, lead_id: int, until: datetime | None = None) -> PlanState:
-        return await self._update(lead_id, EngagementPlanWorkflow.pause, PauseRequest(until=until))
+    # `patient`: the owner's change is already recorded (a vacation, a bulk change of all
+    # plans) and carried out in the background: it waits for room instead of Overloaded.
 
-    async def resume(self, lead_id: int) -> PlanState:
-        return await self._update(lead_id, EngagementPlanWorkflow.resume)
+    async def pause(
+        self, lead_id: int, until: datetime | None = None, *, patient: bool = False
+    ) -> PlanState:
+        return await self._update(
+            lead_id, EngagementPlanWorkflow.pause, PauseRequest(until=until), patient=patient
+        )
 
-    async def set_schedule(self, lead_id: int, schedule: Schedule) -> PlanState:
-        return await self._update(lead_id, EngagementPlanWorkflow.set_schedule, schedule)
+    async def resume(self, lead_id: int, *, patient: bool = False) -> PlanState:
+        return await self._update(lead_id, EngagementPlanWorkflow.resume, patient=patient)
+
+    async def set_schedule(
+        self, lead_id: int, schedule: Schedule, *, patient: bool = False
+    ) -> PlanState:
+        return await self._update(
+            lead_id, EngagementPlanWorkflow.set_schedule, schedule, patient=patient
+        )
 
     async def cancel(self, lead_id: int, reason: str) -> None:
         """The cancel signal is idempotent; a finished or missing plan has nothing to stop.

@@ -210,6 +210,7 @@ REJECTION_TEXT: dict[Rejection, str] = {
     Rejection.DRAFT_FAILED: "The planner couldn't draft a plan; try 🔄 Regenerate again",
 }
 NO_WORKER = "⏳ Taking longer than usual; the plan will catch up, check it in a minute"
+OVERLOADED = "⏳ Very busy right now; nothing was changed. Please tap again in a moment"
 UNREACHABLE = "⏳ The planner is unreachable right now; please try again in a moment"
 FAILED = "⚠️ That didn't work; nothing was changed. Please try again"
 LEAD_CLOSED = REJECTION_TEXT[Rejection.LEAD_CLOSED] + "."
@@ -228,6 +229,7 @@ class Refusal(Protocol):
     kind: Rejection | None
     unreachable: bool
     pending: bool
+    busy: bool
 
 
 def rejection_text(err: Refusal) -> str:
@@ -235,6 +237,8 @@ def rejection_text(err: Refusal) -> str:
     with "Already handled"."""
     if err.pending:  # accepted, but no worker took it in time
         text = NO_WORKER
+    elif err.busy:  # not sent: too many actions in flight
+        text = OVERLOADED
     elif err.kind is not None:
         text = REJECTION_TEXT[err.kind]
     elif err.unreachable:

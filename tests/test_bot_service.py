@@ -25,7 +25,8 @@ from temporalio.testing import WorkflowEnvironment
 from bot.app import build_dispatcher, build_webhook_app, make_process_bot
 from bot.routers.settings import resolve_timezone
 from emulators.openai_server import OpenAIEmulator
-from services.plans import ActionRejected, NoWorkerInTime
+from services.admission import UpdateAdmission
+from services.plans import ActionRejected, NoWorkerInTime, Overloaded, PlanService
 from settings import Settings
 from storage.bulk_jobs import BulkJobRepository
 from storage.db import create_pool
@@ -507,6 +508,7 @@ def test_every_typed_rejection_has_a_text() -> None:
         err = ActionRejected(kind, "whatever the workflow said")
         assert err.already_handled and rejection_text(err).startswith("Already handled")
     assert rejection_text(NoWorkerInTime(None, "")).startswith("⏳ Taking longer")
+    assert "nothing was changed" in rejection_text(Overloaded(None, "30 in flight"))
     assert "unreachable" in rejection_text(ActionRejected(None, "", unreachable=True))
     assert "nothing was changed" in rejection_text(ActionRejected(None, "boom"))
 
@@ -558,6 +560,42 @@ async def test_start_plan_while_no_worker_runs_is_applied_later(slow: BotStack) 
     # up, by the workflow's typed AlreadyHandled.
     assert (await slow.tap(ALICE, plan, "Start plan")).startswith("Already handled")
     assert (await slow.state(lead_id)).status == PlanStatus.ACTIVE
+
+
+async def test_a_tap_beyond_the_plan_update_limit_is_refused_and_changes_nothing(
+    slow: BotStack,
+) -> None:
+    """More plan updates in flight than the workers keep up with (services/admission.py):
+    a tap that finds no room in time hears "very busy, nothing was changed", is never
+    sent to its plan, and the owner's next tap works."""
+    a_lead, a_step1 = await _started_plan(slow, ALICE)
+    b_lead, b_step1 = await _started_plan(slow, BOB)
+    assert slow.process is not None
+    plans: PlanService = slow.process.dp["plans"]
+    plans.admission = UpdateAdmission(target=1.0, max_wait=0.5, floor=1, ceiling=1)
+    plans.admission.limit = 1
+    await slow.rig.stop_workers()
+    held = slow.telegram.press_button(ALICE, a_step1.message_id, "Done")  # no worker takes it
+    await eventually(lambda: _ready(plans.admission is not None and plans.admission.in_flight))
+    assert (await slow.tap(BOB, b_step1, "Done")).startswith("⏳ Very busy")
+    slow.rig.start_workers()
+    await slow.telegram.wait_answered(held, timeout=15)
+
+    async def alice_done() -> bool:
+        return (await slow.state(a_lead)).steps[0].status == StepStatus.COMPLETED
+
+    await eventually(alice_done, timeout=15)
+
+    async def bob_reminded() -> bool:
+        return (await slow.state(b_lead)).steps[0].status == StepStatus.SENT  # not done
+
+    await eventually(bob_reminded, timeout=15)
+    assert "done" in (await slow.tap(BOB, b_step1, "Done")).lower()
+    assert (await slow.state(b_lead)).steps[0].status == StepStatus.COMPLETED
+
+
+async def _ready(value: Any) -> Any:
+    return value
 
 
 async def test_temporal_down_under_a_running_bot(

@@ -32,14 +32,14 @@ def refusal(err: ActionRejected) -> web.HTTPException:
     """The plan said no: the chat's own words ("Already handled…" for a stale tap).
 
     Accepted but no worker took it in time: 202, it applies when one is back. Temporal
-    unreachable: 503. A refusal by the workflow: 409.
+    unreachable, or too busy to take it now (not sent): 503. A refusal by the workflow: 409.
     """
     if err.pending:
         return web.HTTPAccepted(
             text=json.dumps({"message": rejection_text(err), "pending": True}),
             content_type="application/json",
         )
-    if err.unreachable:
+    if err.unreachable or err.busy:
         return error(503, rejection_text(err))
     return error(
         409,

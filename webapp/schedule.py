@@ -58,7 +58,7 @@ class ScheduleWrites(MiniAppBase):
             )
             view = await queries.settings(conn, owner)
         applied = await self._each_running_plan(
-            owner, lambda lead_id: self.plans.set_schedule(lead_id, schedule)
+            owner, lambda lead_id: self.plans.set_schedule(lead_id, schedule, patient=True)
         )
         return web.json_response(
             {"settings": view, "applied": applied, "message": app_saved(applied)}
@@ -70,7 +70,9 @@ class ScheduleWrites(MiniAppBase):
         days = (await json_body(request)).get("days")
         plans = self.plans
         if days is None:
-            applied = await self._each_running_plan(owner, plans.resume)
+            applied = await self._each_running_plan(
+                owner, lambda lead_id: plans.resume(lead_id, patient=True)
+            )
             until = None
             message = app_resumed(applied)
         else:
@@ -82,7 +84,7 @@ class ScheduleWrites(MiniAppBase):
                 raise error(400, f"days must be 1–{MAX_VACATION_DAYS}")
             until = plans.days_from_now(days)
             applied = await self._each_running_plan(
-                owner, lambda lead_id: plans.pause(lead_id, until)
+                owner, lambda lead_id: plans.pause(lead_id, until, patient=True)
             )
             message = app_paused(applied)
         async with as_user(self.pool, owner) as conn:

@@ -35,7 +35,7 @@ async def _vacation(plans: PlanService, lead: Lead, user: User) -> PlanState | N
     if until is None or until <= datetime.now(UTC):
         return None
     try:
-        return await plans.pause(lead.id, until)
+        return await plans.pause(lead.id, until, patient=True)
     except ActionRejected:
         return None
 
