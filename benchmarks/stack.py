@@ -171,7 +171,7 @@ class Stack:
         self.all_workers: list[Child] = []  # every worker started, for their logs
         self.bot: Child | None = None
         self._worker_count = 0
-        self.worker_env: dict[str, str] = {}  # settings every worker of this run gets
+        self.worker_env: dict[str, str] = {}  # settings every worker (and the bot) of this run gets
         self.server_config: dict[str, str] = {}  # dev server dynamic config values
 
     async def start(self) -> None:
@@ -241,7 +241,12 @@ class Stack:
 
     async def start_bot(self) -> Child:
         """`python -m bot` in long polling; returns once it polls the emulator."""
-        child = Child("bot", [sys.executable, "-m", "bot"], self.env(), self.workdir / "bot.log")
+        child = Child(
+            "bot",
+            [sys.executable, "-m", "bot"],
+            self.env(**self.worker_env),
+            self.workdir / "bot.log",
+        )
         child.start()
         began = time.monotonic()
         while not any(c.method == "getUpdates" for c in self.telegram.calls(include_polling=True)):

@@ -15,6 +15,7 @@ import asyncio
 import bisect
 import math
 import random
+import re
 import statistics
 import time
 from collections import Counter
@@ -282,6 +283,9 @@ class Tap:
     at: float
 
 
+_OK = re.compile("Marked done|Paused|Resumed")  # the answers of a tap that did its work
+
+
 class Tapper:
     """Owners tapping buttons through the real bot, at a steady rate.
 
@@ -303,6 +307,7 @@ class Tapper:
         self._queue: list[tuple[float, int, tuple[int, int, int]]] = []
         self._next_toggle = 0
         self._last_message: dict[int, int] = {}
+        self.last_toggle: dict[int, str] = {}  # lead → its latest Pause/Resume query id
 
     def _collect(self) -> None:
         for key, call in self.deliveries.scan():
@@ -324,13 +329,22 @@ class Tapper:
             return
         lead, owner = self.toggles[self._next_toggle % len(self.toggles)]
         self._next_toggle += 1
+        last = self.last_toggle.get(lead)
+        if last is not None and self._changed_nothing(last):
+            self.paused.symmetric_difference_update({lead})  # so the plan is as it was
         act = LeadAct.RESUME if lead in self.paused else LeadAct.PAUSE
         self.paused.symmetric_difference_update({lead})
         if owner not in tg.chats:
             tg.add_user(owner)
         message = self._last_message.get(owner, 1)
         packed = LeadCallback(act=act, lead_id=lead).pack()
-        self.taps.append(Tap(act.name.lower(), tg.press(owner, message, packed), now))
+        self.last_toggle[lead] = tg.press(owner, message, packed)
+        self.taps.append(Tap(act.name.lower(), self.last_toggle[lead], now))
+
+    def _changed_nothing(self, query_id: str) -> bool:
+        """The tap was answered, and not as done (refused: very busy, wrong state)."""
+        answer = self.stack.telegram.callback_queries[query_id].answer
+        return answer is not None and not _OK.search(answer.text or "")
 
     def _last_message_for(self, chat: int, lead: int, version: int, step: int) -> int:
         for call in reversed(self.deliveries.by_step.get((lead, version, step), [])):
@@ -376,8 +390,7 @@ class Tapper:
                 continue
             out.append(query.answer.at - query.at)
             text = query.answer.text or ""
-            ok = any(w in text for w in ("Marked done", "Paused", "Resumed"))
-            texts["ok" if ok else text[:40]] += 1
+            texts["ok" if _OK.search(text) else text[:40]] += 1
         return out, texts
 
 
@@ -386,6 +399,7 @@ async def taps_alone(stack: Stack, report: Report, g: str, after: Tapper, second
     the stream and the taps together fill (Pause / Resume, continuing `after`'s toggles)."""
     alone = Tapper(stack, after.deliveries, set(), after.toggles, rate=after.rate)
     alone.paused, alone._next_toggle = set(after.paused), after._next_toggle
+    alone.last_toggle = dict(after.last_toggle)
     parts0, began = stack.cpu(), time.monotonic()
     await alone.run(seconds=seconds)
     await alone.settle(60)
@@ -689,13 +703,13 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
         note=f"$50 per million Actions (pay-as-you-go, first 5M, docs.temporal.io/cloud/pricing); "
         f"a 1-step plan {one:.1f} Actions, each further answered step {per_step:.1f}",
     )  # fmt: skip
-    paths = []
+    paths: dict[str, list[dict[str, float]]] = {"no taps": [], f"{tap_rate:.0f} taps/s": []}
     for h in hist[len(life) :]:
         lead = int(h.workflow_id.removeprefix("lead-"))
         marks = reminder_path(h)
         if marks and lead in due and (lead, 1, 1) in deliveries.by_step:
             sent_at = deliveries.by_step[(lead, 1, 1)][0].at
-            paths.append(
+            paths[f"{tap_rate:.0f} taps/s" if due[lead] >= taps_from else "no taps"].append(
                 {
                     "due→timer fired": marks["fired"] - due[lead],
                     "fired→task started": marks["task_started"] - marks["fired"],
@@ -704,11 +718,13 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
                     "send started→Telegram": sent_at - marks["activity_started"],
                 }
             )
-    if paths:
+    for label, legs in paths.items():
+        if not legs:
+            continue
         report.add(
-            g, "where a reminder's lateness goes (median of each leg)",
-            ", ".join(f"{k} {ms(statistics.median(p[k] for p in paths))}" for k in paths[0]),
-            note=f"from {len(paths)} histories' event times and the emulator's receipt",
+            g, f"where a reminder's lateness goes (median of each leg), {label}",
+            ", ".join(f"{k} {ms(statistics.median(p[k] for p in legs))}" for k in legs[0]),
+            note=f"from {len(legs)} histories' event times and the emulator's receipt",
         )  # fmt: skip
     trouble = Counter[str]()
     for c in [*per_plan, *stream_counts]:
