@@ -59,6 +59,11 @@ async def started_plan(stack: BotStack, user: int) -> tuple[int, Any]:
     assert "Plan started" in await stack.tap(user, plan, "Start plan")
     assert "Plan started" in stack.telegram.message(user, plan.message_id).text
     step1 = await stack.telegram.wait_for_message(user, "Step 1 of 6", timeout=15, since=mark)
+
+    async def recorded() -> bool:  # the message lands a moment before the plan records it
+        return (await stack.state(lead_id)).steps[0].status == StepStatus.SENT
+
+    await eventually(recorded)
     return lead_id, step1
 
 
