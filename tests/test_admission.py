@@ -29,7 +29,6 @@ async def _hold(admission: UpdateAdmission, order: list[str], name: str, go: asy
 
 async def test_updates_beyond_the_limit_wait_their_turn_in_order() -> None:
     admission = UpdateAdmission(target=1.0, max_wait=5.0, floor=1, ceiling=2)
-    admission.limit = 2
     order: list[str] = []
     gates = {name: asyncio.Event() for name in "abcd"}
     tasks = [asyncio.create_task(_hold(admission, order, n, gates[n])) for n in "abcd"]
@@ -75,12 +74,17 @@ async def test_slow_round_trips_cut_the_limit_and_quick_ones_grow_it_back() -> N
     assert admission.stats.cuts == 8  # 16 → 12 → 9 → 6.75 → … → 2.14 → 2
 
 
-async def test_a_tap_that_finds_no_room_in_time_is_refused_and_not_run() -> None:
-    admission = UpdateAdmission(target=1.0, max_wait=0.2, floor=1, ceiling=1)
-    admission.limit = 1
+async def _taken(max_wait: float) -> tuple[UpdateAdmission, asyncio.Event, asyncio.Task[None]]:
+    """A limit of one, held by an update that runs until the event is set."""
+    admission = UpdateAdmission(target=1.0, max_wait=max_wait, floor=1, ceiling=1)
     go = asyncio.Event()
     first = asyncio.create_task(_hold(admission, [], "first", go))
     await asyncio.sleep(0.01)
+    return admission, go, first
+
+
+async def test_a_tap_that_finds_no_room_in_time_is_refused_and_not_run() -> None:
+    admission, go, first = await _taken(max_wait=0.2)
     ran = False
     with pytest.raises(Busy):
         async with admission.slot():
@@ -94,11 +98,7 @@ async def test_a_tap_that_finds_no_room_in_time_is_refused_and_not_run() -> None
 
 
 async def test_a_cancelled_wait_gives_its_place_back() -> None:
-    admission = UpdateAdmission(target=1.0, max_wait=5.0, floor=1, ceiling=1)
-    admission.limit = 1
-    go = asyncio.Event()
-    first = asyncio.create_task(_hold(admission, [], "first", go))
-    await asyncio.sleep(0.01)
+    admission, go, first = await _taken(max_wait=5.0)
     waiting = asyncio.create_task(_hold(admission, [], "second", asyncio.Event()))
     await asyncio.sleep(0.01)
     waiting.cancel()  # the bot shuts down while a tap waits

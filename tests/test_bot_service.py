@@ -573,7 +573,6 @@ async def test_a_tap_beyond_the_plan_update_limit_is_refused_and_changes_nothing
     assert slow.process is not None
     plans: PlanService = slow.process.dp["plans"]
     plans.admission = UpdateAdmission(target=1.0, max_wait=0.5, floor=1, ceiling=1)
-    plans.admission.limit = 1
     await slow.rig.stop_workers()
     held = slow.telegram.press_button(ALICE, a_step1.message_id, "Done")  # no worker takes it
     await eventually(lambda: _ready(plans.admission is not None and plans.admission.in_flight))

@@ -142,3 +142,23 @@ async def test_a_plan_paused_while_the_send_waits_is_not_reminded_until_resumed(
         await rig.assert_mirror_matches(final)
     assert len(telegram.sent(OWNER)) == 2
     assert final.steps[1].reminder_count == 1
+
+
+async def test_rows_ahead_of_the_plan_are_written_past_and_the_reminder_still_goes_out(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """The rows hold a newer revision than the plan knows (an operator reset the workflow
+    to an earlier event): the send is withheld once, the plan writes its rows past that
+    revision, and the reminder goes out; it is not refused forever."""
+    async with plan_rig(dev_env.client, db_url, pool, telegram) as rig:
+        handle, state = await _step2_due(rig, lead=0.0, day_seconds=5)
+        await pool.execute(
+            "UPDATE scheduled_reminders SET revision = revision + 100 WHERE lead_id = $1",
+            state.lead_id,
+        )
+        final = await rig.wait_state(
+            handle, lambda s: s.steps[1].status == StepStatus.SENT, timeout=30
+        )
+        await rig.assert_mirror_matches(final)
+    assert final.revision > state.revision + 100
+    assert len(telegram.sent(OWNER)) == 2  # step 1, then step 2 once
