@@ -32,12 +32,10 @@ class Busy(Exception):
 
 @dataclass
 class AdmissionStats:
-    """What the limiter did (for tests and logs)."""
+    """What the limiter did: taps refused, and cuts of the limit."""
 
-    admitted: int = 0
     refused: int = 0
     cuts: int = 0
-    waited: int = 0
 
 
 class UpdateAdmission:
@@ -77,16 +75,13 @@ class UpdateAdmission:
     async def _acquire(self, max_wait: float | None) -> None:
         if not self._waiters and self.in_flight < int(self.limit):
             self.in_flight += 1
-            self.stats.admitted += 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        self.stats.waited += 1
         try:
             await asyncio.wait_for(asyncio.shield(waiter), max_wait)
         except TimeoutError:
             if waiter.done():  # admitted in the same instant: keep the place
-                self.stats.admitted += 1
                 return
             waiter.cancel()
             self._waiters.remove(waiter)
@@ -101,7 +96,6 @@ class UpdateAdmission:
                 waiter.cancel()
                 self._waiters.remove(waiter)
             raise
-        self.stats.admitted += 1
 
     def _release(self, began: float | None) -> None:
         self.in_flight -= 1
