@@ -189,7 +189,9 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
     temporal_client = await connect(settings.temporal_address, settings.temporal_namespace)
     pool = await create_pool(settings.database_url.get_secret_value())
     # The per-chat locks across replicas: all of them on one connection.
-    lock_pool = await create_pool(settings.database_url.get_secret_value(), max_size=1)
+    lock_pool = await create_pool(
+        settings.database_url.get_secret_value(), max_size=1, session_locks=True
+    )
     bot = make_process_bot(settings, pool)
     dp = build_dispatcher(pool, temporal_client, settings, lock_pool=lock_pool)
     loop = asyncio.get_running_loop()

@@ -41,13 +41,27 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections decode JSONB into dicts/lists."""
+async def _transactions_only(conn: asyncpg.Connection) -> None:
+    """Nothing to reset: asyncpg has rolled back an open transaction already, and our
+    statements keep no session state (settings are `SET LOCAL`, no LISTEN or cursors)."""
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, session_locks: bool = False
+) -> asyncpg.Pool:
+    """A pool whose connections decode JSONB into dicts/lists.
+
+    A connection given back is not reset (asyncpg's default sends `RESET ALL`, `UNLISTEN`,
+    `CLOSE ALL` and `pg_advisory_unlock_all` each time: a round trip per use, as many as
+    the queries of a tap). A pool whose connections hold session advisory locks
+    (`session_locks`) keeps the full reset, so a connection given back frees its locks.
+    """
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
+        reset=None if session_locks else _transactions_only,
         server_settings={"application_name": "leadpilot"},
     )
     assert pool is not None  # only None when awaited twice; keeps the return type exact

@@ -21,22 +21,34 @@ class UserRepository:
         last_name: str | None,
         username: str | None,
     ) -> User:
-        """Register or refresh names; a returning user keeps their schedule settings."""
+        """Register or refresh names; a returning user keeps their schedule settings.
+
+        Called for every update the bot gets, so unchanged names write nothing (no new row
+        version, no row lock): the row is then read as it was before the statement."""
         row = await self._db.fetchrow(
             """
-            INSERT INTO users (telegram_id, first_name, last_name, username)
-            VALUES ($1, $2, $3, $4)
-            ON CONFLICT (telegram_id) DO UPDATE SET
-                first_name = EXCLUDED.first_name,
-                last_name = EXCLUDED.last_name,
-                username = EXCLUDED.username
-            RETURNING *
+            WITH written AS (
+                INSERT INTO users (telegram_id, first_name, last_name, username)
+                VALUES ($1, $2, $3, $4)
+                ON CONFLICT (telegram_id) DO UPDATE SET
+                    first_name = EXCLUDED.first_name,
+                    last_name = EXCLUDED.last_name,
+                    username = EXCLUDED.username
+                WHERE (users.first_name, users.last_name, users.username)
+                      IS DISTINCT FROM (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.username)
+                RETURNING *
+            )
+            SELECT * FROM written
+            UNION ALL
+            SELECT * FROM users WHERE telegram_id = $1 AND NOT EXISTS (SELECT 1 FROM written)
             """,
             telegram_id,
             first_name,
             last_name,
             username,
         )
+        if row is None:  # the same user's first upsert committed after our snapshot
+            row = await self._db.fetchrow("SELECT * FROM users WHERE telegram_id = $1", telegram_id)
         return User.from_record(row)
 
     async def get(self, telegram_id: int) -> User | None:

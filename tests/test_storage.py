@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -304,6 +305,63 @@ async def test_users_upsert_keeps_settings_and_updates_schedule(pool: asyncpg.Po
     assert await users.update_schedule(B, timezone="UTC") is None
     with pytest.raises(asyncpg.CheckViolationError):
         await users.update_schedule(A, window_end=time(8))
+
+
+async def test_every_update_registers_its_user_without_rewriting_an_unchanged_row(
+    pool: asyncpg.Pool, db_url: str
+) -> None:
+    users = UserRepository(pool)
+    first = await users.upsert(A, "Ada", None, "ada")
+    version = "SELECT xmin::text FROM users WHERE telegram_id = $1"
+    before = await pool.fetchval(version, A)
+    assert await users.upsert(A, "Ada", None, "ada") == first
+    assert await pool.fetchval(version, A) == before  # no new row version, no lock taken
+    renamed = await users.upsert(A, "Ada", "Lovelace", "ada")
+    assert renamed.last_name == "Lovelace" and await pool.fetchval(version, A) != before
+
+    # B's first two updates at once: the second statement started before the first
+    # committed, so it neither writes nor sees the row, and reads it afterwards.
+    other = await asyncpg.connect(db_url)
+    try:
+        async with other.transaction():
+            await UserRepository(other).upsert(B, "Bob", None, None)
+            second = asyncio.create_task(users.upsert(B, "Bob", None, None))
+            await asyncio.sleep(0.3)
+            assert not second.done()  # waits for the first insert of B
+        assert (await second).first_name == "Bob"
+    finally:
+        await other.close()
+
+
+async def test_a_connection_given_back_is_not_reset_unless_it_holds_session_locks(
+    db_url: str,
+) -> None:
+    """The app's pools skip asyncpg's reset round trip (RESET ALL, UNLISTEN, …) on every
+    release but still roll back a transaction left open; the chat-lock pool frees its
+    advisory locks when a connection goes back."""
+    sent: list[str] = []
+    app = await create_pool(db_url, max_size=1)
+    locks = await create_pool(db_url, max_size=1, session_locks=True)
+    try:
+        conn = await app.acquire()
+        conn.add_query_logger(lambda record: sent.append(record.query))
+        left_open = conn.transaction()
+        await left_open.start()
+        await conn.execute("INSERT INTO users (telegram_id) VALUES ($1)", 999)
+        await app.release(conn)
+        assert not any("RESET ALL" in q for q in sent), sent
+        assert "ROLLBACK" in sent
+        assert await app.fetchval("SELECT count(*) FROM users WHERE telegram_id = 999") == 0
+
+        held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242"
+        conn = await locks.acquire()
+        await conn.execute("SELECT pg_advisory_lock(4242)")
+        assert await app.fetchval(held) == 1
+        await locks.release(conn)
+        assert await app.fetchval(held) == 0
+    finally:
+        await app.close()
+        await locks.close()
 
 
 async def test_users_pause(pool: asyncpg.Pool) -> None:

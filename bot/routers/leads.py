@@ -95,15 +95,20 @@ async def leads_page_cb(
     await query.answer()
 
 
+async def _plan_running(pool: asyncpg.Pool, lead_id: int, owner: int) -> bool:
+    view = await LeadViews(pool).timeline(lead_id, owner)
+    return view is not None and view.running
+
+
 async def _regenerate(
-    query: CallbackQuery, lead: Lead, view: LeadTimeline, plans: PlanService, user: User
+    query: CallbackQuery, lead: Lead, running: bool, plans: PlanService, user: User
 ) -> None:
     """A fresh draft is accepted at once; it arrives as its own message with Start plan."""
     if is_closed(lead):
         await query.answer(LEAD_CLOSED, show_alert=True)
         return
     try:
-        if view.running:
+        if running:
             await plans.regenerate(lead)
         else:
             # Nothing open (never started, finished or stopped): a fresh plan.
@@ -139,13 +144,11 @@ async def lead_action(
         await edit(query, status_menu(lead), status_keyboard(lead))
         await query.answer()
         return
-    view = await LeadViews(pool).timeline(lead.id, owner)
-    assert view is not None  # owned a moment ago; leads are never deleted by the bot
     if act == LeadAct.REGENERATE:
-        await _regenerate(query, lead, view, plans, user)
+        await _regenerate(query, lead, await _plan_running(pool, lead.id, owner), plans, user)
         return
     if act == LeadAct.STOP:
-        if not view.running:
+        if not await _plan_running(pool, lead.id, owner):
             await query.answer(PLAN_NOT_RUNNING)
             return
         if not await cancel_or_alert(query, plans, lead.id, "stopped by owner"):
