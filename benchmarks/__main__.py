@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import workloads
 from benchmarks.stack import Stack, load_average
+from devstack import DEV_SERVER_CONFIG
 
 # In this order under `all`: scale-out uses the two workers started together, catch-up
 # restarts the worker last (a worker start costs 10-20 s of aiogram import here).
@@ -67,13 +68,13 @@ async def run(groups: list[str], quick: bool, plans: int | None, worker_env: dic
         "python": platform.python_version(),
         "load average at start": load_average(),
         "worker settings": worker_env or "defaults",
-        "dev server config": server_config or "defaults",
+        "dev server config": {**DEV_SERVER_CONFIG, **(server_config or {})},
         "quick": quick,
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     stack = Stack()
     stack.worker_env = worker_env
-    stack.server_config = server_config or {}
+    stack.server_config.update(server_config or {})
     print(f"stack in {stack.workdir} (load {load_average()})", flush=True)
     began = time.monotonic()
     # SIGTERM (a timeout, a test runner) stops the run the way Ctrl-C does: servers are shut.
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument(
         "--server-config", action="append", default=[], metavar="KEY=VALUE",
-        help="a dev server dynamic config value (e.g. matching.numTaskqueueReadPartitions=1)",
+        help="a dev server dynamic config value over leadpilot dev's (e.g. the server's own 4 partitions: matching.numTaskqueueReadPartitions=4)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--markdown", type=Path, help="also write them as a Markdown table")

