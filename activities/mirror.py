@@ -64,7 +64,10 @@ class MirrorActivities:
         async with self._pool.acquire() as conn, conn.transaction():
             reminders = ReminderRepository(conn)
             await reminders.upsert_steps(state_rows(state))
-            await reminders.close_older_versions(state.lead_id, state.plan_version, state.revision)
+            if state.plan_version > 1:  # a lead's first plan has no older rows to close
+                await reminders.close_older_versions(
+                    state.lead_id, state.plan_version, state.revision
+                )
             await LeadRepository(conn).set_engagement_plan(
                 state.lead_id,
                 state.plan_version,
