@@ -31,7 +31,7 @@ from logging_setup import setup_logging
 from services.plans import CancelRetrier, PlanService
 from settings import Settings, load_settings, revealed, usable_miniapp_url
 from storage.db import create_pool
-from storage.fsm import PostgresEventIsolation, PostgresStorage
+from storage.fsm import PostgresEventIsolation, PostgresStorage, create_lock_pool
 from telegram_ui import texts
 from telegram_ui.session import make_bot
 from temporal_client import connect
@@ -189,9 +189,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
     temporal_client = await connect(settings.temporal_address, settings.temporal_namespace)
     pool = await create_pool(settings.database_url.get_secret_value())
     # The per-chat locks across replicas: all of them on one connection.
-    lock_pool = await create_pool(
-        settings.database_url.get_secret_value(), max_size=1, session_locks=True
-    )
+    lock_pool = await create_lock_pool(settings.database_url.get_secret_value())
     bot = make_process_bot(settings, pool)
     dp = build_dispatcher(pool, temporal_client, settings, lock_pool=lock_pool)
     loop = asyncio.get_running_loop()

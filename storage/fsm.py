@@ -18,7 +18,7 @@ import asyncpg
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StateType, StorageKey
 
-from storage.db import Queryable
+from storage.db import Queryable, create_pool
 
 log = logging.getLogger("leadpilot.bot")
 
@@ -126,6 +126,12 @@ class PostgresStorage(BaseStorage):
 def lock_name(key: StorageKey) -> str:
     """The advisory lock of one chat's updates (hashed to a bigint by PostgreSQL)."""
     return f"leadpilot-chat:{key.bot_id}:{key.chat_id}:{key.user_id}:{key.thread_id or 0}"
+
+
+async def create_lock_pool(dsn: str) -> asyncpg.Pool:
+    """The pool of `PostgresEventIsolation`: its one connection holds the process's chat
+    locks, and one given back is reset, so its locks go with it."""
+    return await create_pool(dsn, max_size=1, session_locks=True)
 
 
 class PostgresEventIsolation(BaseEventIsolation):

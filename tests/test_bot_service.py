@@ -30,7 +30,7 @@ from services.plans import ActionRejected, NoWorkerInTime, Overloaded, PlanServi
 from settings import Settings
 from storage.bulk_jobs import BulkJobRepository
 from storage.db import create_pool
-from storage.fsm import PostgresEventIsolation, lock_name
+from storage.fsm import PostgresEventIsolation, create_lock_pool, lock_name
 from storage.leads import LeadRepository
 from storage.migrate import apply_migrations
 from storage.models import LeadStatus
@@ -225,7 +225,7 @@ async def test_two_webhook_replicas_share_one_dialog(
             webhook_secret="replica-secret",
         )
         # Each replica has its own pools, Bot and Dispatcher, as separate processes would.
-        pools = [await create_pool(db_url), await create_pool(db_url, max_size=4)]
+        pools = [await create_pool(db_url), await create_lock_pool(db_url)]
         bot = make_process_bot(settings, pools[0])
         dp = build_dispatcher(pools[0], dev_env.client, settings, lock_pool=pools[1])
         runner = web.AppRunner(build_webhook_app(dp, bot, settings))
@@ -695,7 +695,7 @@ async def test_chat_locks_share_one_connection_and_a_bound(db_url: str) -> None:
     """Many chats held at once on a one-connection lock pool: `chats_at_once` of them run,
     the rest wait for a place (not for a connection); a lock connection killed between
     updates is replaced, and the next update runs on a fresh one."""
-    lock_pool = await create_pool(db_url, max_size=1)
+    lock_pool = await create_lock_pool(db_url)
     try:
         isolation = PostgresEventIsolation(lock_pool, chats_at_once=3)
         inside: list[int] = []

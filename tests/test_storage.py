@@ -14,6 +14,7 @@ import pytest
 from storage.activity_log import ActivityLogRepository
 from storage.db import create_pool
 from storage.deliveries import DeliveryLedger
+from storage.fsm import create_lock_pool
 from storage.leads import LeadRepository
 from storage.models import DeliveryStatus, LeadStatus, Reminder, ReminderStatus, ReminderUpsert
 from storage.reminders import ReminderRepository
@@ -341,7 +342,7 @@ async def test_a_connection_given_back_is_not_reset_unless_it_holds_session_lock
     advisory locks when a connection goes back."""
     sent: list[str] = []
     app = await create_pool(db_url, max_size=1)
-    locks = await create_pool(db_url, max_size=1, session_locks=True)
+    locks = await create_lock_pool(db_url)
     try:
         conn = await app.acquire()
         conn.add_query_logger(lambda record: sent.append(record.query))
