@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 from storage.migrate import apply_migrations
@@ -35,6 +36,17 @@ DEV_SERVER_CONFIG = {
     "matching.numTaskqueueReadPartitions": "1",
     "matching.numTaskqueueWritePartitions": "1",
 }
+
+
+def dev_server_flags(config: Mapping[str, str] = DEV_SERVER_CONFIG) -> list[str]:
+    """What every dev server of ours starts with: SQLite in WAL mode without fsync (the
+    default journal makes it I/O-bound), our search attributes, and `config`."""
+    flags = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"]
+    for name, kind in sa.ALL.items():
+        flags += ["--search-attribute", f"{name}={kind}"]
+    for key, value in config.items():
+        flags += ["--dynamic-config-value", f"{key}={value}"]
+    return flags
 
 
 def say(line: str) -> None:
@@ -81,13 +93,8 @@ def start_temporal() -> subprocess.Popen[bytes]:
         str(TEMPORAL_CLI), "server", "start-dev",
         "--db-filename", str(DATA_DIR / "temporal.db"),
         "--port", str(TEMPORAL_PORT), "--ui-port", str(TEMPORAL_UI_PORT),
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
-        "--log-level", "warn",
+        "--log-level", "warn", *dev_server_flags(),
     ]  # fmt: skip
-    for name, kind in sa.ALL.items():
-        args += ["--search-attribute", f"{name}={kind}"]
-    for key, value in DEV_SERVER_CONFIG.items():
-        args += ["--dynamic-config-value", f"{key}={value}"]
     log = open(DATA_DIR / "temporal.log", "ab")
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

