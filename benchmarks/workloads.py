@@ -504,6 +504,22 @@ def reminder_path(history: WorkflowHistory) -> dict[str, float] | None:
     return marks if all(k in marks for k in need) else None
 
 
+def lateness_legs(
+    history: WorkflowHistory, due: float | None, sent: list[Call] | None
+) -> dict[str, float] | None:
+    """A first reminder's lateness split into its legs (seconds), or None if unsent."""
+    marks = reminder_path(history)
+    if not marks or due is None or not sent:
+        return None
+    return {
+        "due→timer fired": marks["fired"] - due,
+        "fired→task started": marks["task_started"] - marks["fired"],
+        "task run": marks["task_completed"] - marks["task_started"],
+        "send scheduled→started": marks["activity_started"] - marks["scheduled"],
+        "send started→Telegram": sent[0].at - marks["activity_started"],
+    }
+
+
 async def histories(stack: Stack, leads: list[int]) -> list[WorkflowHistory]:
     return [await plan_handle(stack.client, lead).fetch_history() for lead in leads]
 
@@ -624,6 +640,7 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
     await asyncio.sleep(max(0.0, due_start + stream_seconds / 2 - time.time()))
     taps_from = time.time()
     await tapper.run(seconds=stream_seconds / 2)
+    tapper_until = time.time()
     await watcher
     elapsed = time.monotonic() - t0
     busy = (cpu_seconds(worker.pid) - cpu0) / elapsed
@@ -703,29 +720,39 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
         note=f"$50 per million Actions (pay-as-you-go, first 5M, docs.temporal.io/cloud/pricing); "
         f"a 1-step plan {one:.1f} Actions, each further answered step {per_step:.1f}",
     )  # fmt: skip
+
+    def legs_of(h: WorkflowHistory) -> dict[str, float] | None:
+        lead = int(h.workflow_id.removeprefix("lead-"))
+        return lateness_legs(h, due.get(lead), deliveries.by_step.get((lead, 1, 1)))
+
     paths: dict[str, list[dict[str, float]]] = {"no taps": [], f"{tap_rate:.0f} taps/s": []}
     for h in hist[len(life) :]:
-        lead = int(h.workflow_id.removeprefix("lead-"))
-        marks = reminder_path(h)
-        if marks and lead in due and (lead, 1, 1) in deliveries.by_step:
-            sent_at = deliveries.by_step[(lead, 1, 1)][0].at
-            paths[f"{tap_rate:.0f} taps/s" if due[lead] >= taps_from else "no taps"].append(
-                {
-                    "due→timer fired": marks["fired"] - due[lead],
-                    "fired→task started": marks["task_started"] - marks["fired"],
-                    "task run": marks["task_completed"] - marks["task_started"],
-                    "send scheduled→started": marks["activity_started"] - marks["scheduled"],
-                    "send started→Telegram": sent_at - marks["activity_started"],
-                }
-            )
-    for label, legs in paths.items():
-        if not legs:
+        if legs := legs_of(h):
+            lead = int(h.workflow_id.removeprefix("lead-"))
+            paths[f"{tap_rate:.0f} taps/s" if due[lead] >= taps_from else "no taps"].append(legs)
+    # The tail: the reminders past the lateness target (the latest 60), from their histories.
+    tail = sorted((v, lead) for lead, v in sent_late.items() if v > 0.5)[-60:]
+    paths["over 500 ms late"] = [
+        legs for h in await histories(stack, [lead for _, lead in tail]) if (legs := legs_of(h))
+    ]
+    for label, sample in paths.items():
+        if not sample:
             continue
         report.add(
             g, f"where a reminder's lateness goes (median of each leg), {label}",
-            ", ".join(f"{k} {ms(statistics.median(p[k] for p in legs))}" for k in legs[0]),
-            note=f"from {len(legs)} histories' event times and the emulator's receipt",
+            ", ".join(f"{k} {ms(statistics.median(p[k] for p in sample))}" for k in sample[0]),
+            note=f"from {len(sample)} histories' event times and the emulator's receipt",
         )  # fmt: skip
+    report.add(
+        g, "Telegram calls while the taps ran (per second)",
+        ", ".join(
+            f"{method} {n / max(1e-3, tapper_until - taps_from):.1f}"
+            for method, n in Counter(
+                c.method for c in stack.telegram.calls() if taps_from <= c.at < tapper_until
+            ).most_common(6)
+        ),
+        note="what shares the bot-wide limit (sendMessage) with the reminders",
+    )  # fmt: skip
     trouble = Counter[str]()
     for c in [*per_plan, *stream_counts]:
         trouble.update({k: v for k, v in c.items() if k in ("task_timeouts", "task_failures")})
