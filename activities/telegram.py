@@ -47,6 +47,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardMarkup, Message
 from temporalio import activity
+from temporalio.common import Priority
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import metrics
@@ -67,6 +68,7 @@ from telegram_ui import keyboards, texts
 from telegram_ui.stale_buttons import clear_stale_buttons
 from workflows.models import (
     MAX_SEND_LEAD_SECONDS,
+    URGENT_PRIORITY_KEY,
     NoticeKind,
     NoticeRequest,
     NotSentReason,
@@ -140,6 +142,13 @@ async def heartbeating(work: Awaitable[T], *details: Any, keep: bool = False) ->
     finally:
         if not task.done() and not keep:
             task.cancel()
+
+
+def deferrable(priority: Priority) -> bool:
+    """A send the plan queued below the priority of someone waiting for it (a nudge, an
+    informative notice: workflows/engagement_plan.py) leaves the bot-wide window's
+    urgent share to reminders. Sends of plans that set no priority are urgent, as before."""
+    return (priority.priority_key or 0) > URGENT_PRIORITY_KEY
 
 
 def _waiting(kind: str, message: str, seconds: float) -> ApplicationError:
@@ -323,6 +332,7 @@ class TelegramActivities:
             self._request_timeout + 1,
             MAX_CLAIM_WAIT,
             sleep=lambda seconds: heartbeating(asyncio.sleep(seconds)),
+            deferrable=deferrable(activity.info().priority),
         )
         if sending is None:
             await DeliveryLedger(self._pool).release(delivery_key, attempt.attempt_id)

@@ -13,6 +13,7 @@ has its own row.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,10 @@ from storage.db import Queryable
 SLOT_TOLERANCE = 0.3
 # Rows of bot_send_window (migration 007): the most messages per second it can keep to.
 WINDOW_ROWS = 100
+# The share of the window a deferrable message (a nudge, an informative notice) leaves
+# free: when the bot runs at its limit, a reminder falling due finds a place at once
+# instead of queueing behind messages that could as well go a few seconds later.
+URGENT_SHARE = 0.2
 
 
 class ChatPacer:
@@ -34,6 +39,9 @@ class ChatPacer:
         self._db = db
         self._spacing = spacing
         self._window_size = min(WINDOW_ROWS, int(per_second))
+        self._urgent_reserve = max(
+            0, min(self._window_size - 1, math.ceil(self._window_size * URGENT_SHARE))
+        )
 
     async def slot_wait(self, telegram_id: int, delivery_key: str | None) -> float:
         """Seconds to wait until this delivery's slot (0 if it is now).
@@ -78,9 +86,11 @@ class ChatPacer:
         hold: float,
         max_wait: float,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        deferrable: bool = False,
     ) -> Sending | None:
         """Right before an HTTP call: claim the chat (`_claim_chat`), then a place in the
-        bot-wide window (`_claim_place`), waiting up to `max_wait` seconds in all.
+        bot-wide window (`_claim_place`), waiting up to `max_wait` seconds in all;
+        `deferrable`, only a place beyond the share kept for urgent messages.
         None when not granted in time; nothing is held then. `ended` releases both."""
         waited = 0.0
         while isinstance(chat := await self._claim_chat(telegram_id, hold), float):
@@ -91,7 +101,8 @@ class ChatPacer:
         sending = Sending(telegram_id, chat)
         if self._window_size == 0:
             return sending
-        while isinstance(place := await self._claim_place(hold), float):
+        reserve = self._urgent_reserve if deferrable else 0
+        while isinstance(place := await self._claim_place(hold, reserve), float):
             if waited + place > max_wait:
                 await self.ended(sending)
                 return None
@@ -135,14 +146,18 @@ class ChatPacer:
         )
         return max(0.01, float(wait or 0.0))
 
-    async def _claim_place(self, hold: float) -> tuple[int, datetime] | float:
+    async def _claim_place(self, hold: float, reserve: int = 0) -> tuple[int, datetime] | float:
         """A place in bot_send_window (migration 007) whose last message ended a second
-        ago or more, marked busy like a chat; or the seconds until one may be free."""
+        ago or more, marked busy like a chat, if more than `reserve` places are free;
+        or the seconds until one may be. (Senders claiming together may each see the
+        same count: the reserve is kept closely, not exactly.)"""
         row = await self._db.fetchrow(
             """
             WITH free AS (
                 SELECT slot FROM bot_send_window
                 WHERE slot < $1 AND busy_until <= clock_timestamp() - interval '1 second'
+                  AND (SELECT count(*) FROM bot_send_window WHERE slot < $1
+                       AND busy_until <= clock_timestamp() - interval '1 second') > $3
                 ORDER BY busy_until LIMIT 1
                 FOR UPDATE SKIP LOCKED
             )
@@ -153,19 +168,21 @@ class ChatPacer:
             """,
             self._window_size,
             hold,
+            reserve,
         )
         if row is not None:
             return row["slot"], row["busy_until"]
-        # Every place busy: the one that ended first frees a second after it ended; if
-        # all are in flight, look again shortly (a call ends in tens of milliseconds).
+        # The place that frees next beyond the reserve frees a second after it ended; if
+        # it is in flight, look again shortly (a call ends in tens of milliseconds).
         wait = await self._db.fetchval(
             """
-            SELECT CASE WHEN min(busy_until) > clock_timestamp() THEN 0.05
-                   ELSE extract(epoch FROM min(busy_until) + interval '1 second'
+            SELECT CASE WHEN busy_until > clock_timestamp() THEN 0.05
+                   ELSE extract(epoch FROM busy_until + interval '1 second'
                                            - clock_timestamp())::float8 END
-            FROM bot_send_window WHERE slot < $1
+            FROM bot_send_window WHERE slot < $1 ORDER BY busy_until OFFSET $2 LIMIT 1
             """,
             self._window_size,
+            reserve,
         )
         return max(0.01, float(wait or 0.0))
 

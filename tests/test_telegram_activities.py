@@ -19,6 +19,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
 from aiogram.methods.base import Response
 from aiogram.types import Message
+from temporalio.common import Priority
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
 from temporalio.testing import ActivityEnvironment
 
@@ -341,6 +342,41 @@ async def test_the_bot_never_sends_more_than_its_limit_in_any_second(
     assert [c.status for c in calls] == [200] * 6
     times = sorted(c.at for c in calls)
     assert all(later - first >= 1.0 for first, later in zip(times, times[3:], strict=False))
+
+
+async def test_at_the_bot_limit_a_reminder_takes_the_place_a_nudge_leaves_free(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """Five messages a second: four went out, one place is left. A nudge (a deferrable
+    send: its plan queued it at priority 3) leaves that place to urgent sends and waits
+    for the window to slide; a reminder (priority 1) asked for after it takes it at once."""
+    telegram.set_flood_limit(per_second=5)
+    acts = TelegramActivities(bot, pool, sends_per_second=5)
+    reqs = []
+    for n in range(6):
+        req = await reminder(pool, key=f"k-share-{n}")
+        req.state.telegram_id = OWNER + 200 + n
+        telegram.add_user(req.state.telegram_id)
+        reqs.append(req)
+    await asyncio.gather(*(ActivityEnvironment().run(acts.send_reminder, r) for r in reqs[:4]))
+    urgent, later = _with_priority(1), _with_priority(3)
+    reqs[4].kind = ReminderKind.NUDGE
+    nudge = asyncio.create_task(later.run(acts.send_reminder, reqs[4]))
+    await asyncio.sleep(0.2)
+    await urgent.run(acts.send_reminder, reqs[5])
+    await nudge
+    calls = telegram.calls("sendMessage")
+    assert [c.status for c in calls] == [200] * 6
+    by_chat = {c.chat_id: c.at for c in calls}
+    burst, first = by_chat[OWNER + 200], by_chat[OWNER + 205]
+    assert first - burst < 1.0  # the reminder took the place kept for it
+    assert by_chat[OWNER + 204] - burst >= 1.0  # the nudge waited for the window
+
+
+def _with_priority(key: int) -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, priority=Priority(priority_key=key))
+    return env
 
 
 async def test_a_slot_beyond_one_attempt_is_a_benign_retry_at_the_slot(

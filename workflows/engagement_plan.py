@@ -46,7 +46,7 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import Priority, RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 
 # Pure, deterministic modules: shared with the sandbox instead of re-imported for
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.errors import Rejection, rejected
     from workflows.models import (
+        SEND_PRIORITY,
         ApproveRequest,
         CancelRequest,
         GeneratePlanRequest,
@@ -322,6 +323,7 @@ class EngagementPlanWorkflow:
                 start_to_close_timeout=SEND_TIMEOUT,
                 heartbeat_timeout=SEND_HEARTBEAT,
                 retry_policy=SEND_RETRY,
+                priority=Priority(priority_key=SEND_PRIORITY.get(kind)),
                 summary=f"remind step {st.position(step.step_id)} of {len(st.steps)} ({kind.value})",
             )
         except ActivityError as err:
@@ -535,6 +537,7 @@ class EngagementPlanWorkflow:
                 start_to_close_timeout=SEND_TIMEOUT,
                 heartbeat_timeout=SEND_HEARTBEAT,
                 retry_policy=SEND_RETRY,
+                priority=Priority(priority_key=SEND_PRIORITY.get(kind)),
                 summary=f"tell the owner: {kind.value}",
             )
         except ActivityError:

@@ -331,6 +331,25 @@ class NoticeKind(StrEnum):
     PLAN_COMPLETED = "plan_completed"
 
 
+# Priority keys of the sends (1 first). The telegram queue is rate-limited, so whenever
+# sends come faster than the limit they wait in its backlog, which the server dispatches
+# by priority (FIFO within one). A step's reminder is the promise "on time to the
+# second"; a draft is awaited by someone looking at the chat; a nudge comes hours after
+# the reminder it repeats; a completion or an auto-snooze only informs. Sends above
+# URGENT_PRIORITY_KEY also leave the bot-wide window's urgent share free (storage/
+# pacing.py). Without this, the completion notices of a burst of Done taps made the next
+# reminders seconds late (BENCHMARKS.md).
+SEND_PRIORITY: dict[ReminderKind | NoticeKind, int] = {
+    ReminderKind.FIRST: 1,
+    NoticeKind.PLAN_READY: 2,
+    NoticeKind.PLAN_FAILED: 2,
+    ReminderKind.NUDGE: 3,
+    NoticeKind.AUTO_SNOOZED: 4,
+    NoticeKind.PLAN_COMPLETED: 4,
+}
+URGENT_PRIORITY_KEY = 2
+
+
 class NoticeRequest(BaseModel):
     """A message to the owner that is not a step reminder."""
 
