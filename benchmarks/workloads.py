@@ -504,6 +504,20 @@ def reminder_path(history: WorkflowHistory) -> dict[str, float] | None:
     return marks if all(k in marks for k in need) else None
 
 
+def chat_followers(stack: Stack, deliveries: Deliveries, leads: set[int]) -> int:
+    """How many of these leads' first reminders reached Telegram within 1.7 s (the chat's
+    spacing and a margin) of an earlier message to the same chat."""
+    last: dict[Any, float] = {}
+    found = 0
+    wanted = {id(deliveries.by_step[(lead, 1, 1)][0]) for lead in leads}
+    for call in stack.telegram.calls("sendMessage", ok=True):
+        chat = call.params.get("chat_id")
+        if id(call) in wanted and chat in last and call.at - last[chat] < 1.7:
+            found += 1
+        last[chat] = call.at
+    return found
+
+
 def lateness_legs(
     history: WorkflowHistory, due: float | None, sent: list[Call] | None
 ) -> dict[str, float] | None:
@@ -743,6 +757,12 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
             ", ".join(f"{k} {ms(statistics.median(p[k] for p in sample))}" for k in sample[0]),
             note=f"from {len(sample)} histories' event times and the emulator's receipt",
         )  # fmt: skip
+    late_keys = {lead for lead, v in sent_late.items() if v > 0.5}
+    report.add(
+        g, "reminders over 500 ms late, and of them: right after another message to their chat",
+        f"{len(late_keys)}; {chat_followers(stack, deliveries, late_keys)}",
+        note="another sendMessage to the same chat ended within 1.7 s before it (per-chat pacing)",
+    )  # fmt: skip
     report.add(
         g, "Telegram calls while the taps ran (per second)",
         ", ".join(
