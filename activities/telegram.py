@@ -13,8 +13,10 @@ Delivery contract (what the workflow relies on):
   the attempt raises a retryable, benign `ApplicationError(type="DeliveryLeased")` with
   `next_retry_delay` = the lease's remaining time; a chat's send slot further away than
   one attempt can wait raises benign "ChatPaced" with `next_retry_delay` ≈ the slot.
-- A reminder the plan started a send lead early (`not_before`) waits for its due time
-  first, then checks it is still wanted; that wait comes out of the slot-wait budget.
+- A reminder the plan started a send lead early (`not_before`) takes its chat's send
+  slot at once, for the due time (a message queued for the chat meanwhile goes after
+  it), waits for the due time, then checks it is still wanted; that wait comes out of
+  the slot-wait budget.
 - The HTTP timeout (15 s) plus the longest in-attempt slot wait stays under the
   activity's 30-s start-to-close; the attempt heartbeats every 2 s (heartbeat timeout
   10 s), so a killed worker's send is retried in seconds, after the lease.
@@ -252,16 +254,21 @@ class TelegramActivities:
         held = await ledger.lease_remaining(delivery_key, attempt.attempt_id)
         if held is not None:
             raise self._leased(held)
-        early = await self._wait_until(not_before, attempt)
-        if withdrawn is not None and (reason := await withdrawn()) is not None:
-            return reason
+        lead = self._lead(not_before, attempt)
+        if lead == 0 and withdrawn is not None and (reason := await withdrawn()) is not None:
+            return reason  # (no ledger row for what was never wanted)
         await ledger.begin(delivery_key, chat_id, lead_id, step)
-        wait = await self._pacer.slot_wait(chat_id, delivery_key)
-        if wait > MAX_SLOT_WAIT - early:
+        # The chat's slot is taken now, for the due time if the plan woke ahead of it.
+        wait = await self._pacer.slot_wait(chat_id, delivery_key, lead)
+        if wait > MAX_SLOT_WAIT:
             metrics.send_waited("chat_paced")
             raise _waiting("ChatPaced", f"chat {chat_id} is paced; slot in {wait:.1f}s", wait - 2)
-        if wait > 0:
-            await heartbeating(asyncio.sleep(wait))
+        if lead > 0:
+            await heartbeating(asyncio.sleep(lead))
+            if withdrawn is not None and (reason := await withdrawn()) is not None:
+                return reason
+        if wait - lead > 0:
+            await heartbeating(asyncio.sleep(wait - lead))
         leased = await ledger.acquire(delivery_key, attempt.attempt_id, self._lease_seconds)
         if isinstance(leased, LeaseHeld):
             raise self._leased(leased)
@@ -310,17 +317,14 @@ class TelegramActivities:
         except BaseException:  # nothing went out, or we cannot know: the lease stays
             sending.cancel()
 
-    async def _wait_until(self, not_before: datetime | None, attempt: _Attempt) -> float:
-        """Wait, heartbeating, for the due time of a send the plan started early (its
-        send lead); the seconds waited. Bounded: the lead is at most MAX_SEND_LEAD_SECONDS,
-        and the time is taken from Temporal's clock, so it agrees with the plan's timers."""
+    @staticmethod
+    def _lead(not_before: datetime | None, attempt: _Attempt) -> float:
+        """Seconds until the due time of a send the plan started early (its send lead),
+        which the send waits for. Bounded: the lead is at most MAX_SEND_LEAD_SECONDS, and
+        the time is taken from Temporal's clock, so it agrees with the plan's timers."""
         if not_before is None:
             return 0.0
-        wait = min((not_before - attempt.clock()).total_seconds(), MAX_SEND_LEAD_SECONDS)
-        if wait <= 0:
-            return 0.0
-        await heartbeating(asyncio.sleep(wait))
-        return wait
+        return max(0.0, min((not_before - attempt.clock()).total_seconds(), MAX_SEND_LEAD_SECONDS))
 
     async def _claim_chat(self, chat_id: int, delivery_key: str, attempt: _Attempt) -> Sending:
         """The last word on pacing, right before the HTTP call: a sender that fell behind

@@ -43,12 +43,17 @@ class ChatPacer:
             0, min(self._window_size - 1, math.ceil(self._window_size * URGENT_SHARE))
         )
 
-    async def slot_wait(self, telegram_id: int, delivery_key: str | None) -> float:
+    async def slot_wait(
+        self, telegram_id: int, delivery_key: str | None, not_before: float = 0.0
+    ) -> float:
         """Seconds to wait until this delivery's slot (0 if it is now).
 
         Reuses the slot already held by the delivery while it is still usable, else
-        reserves the chat's next free one; both in one transaction-free statement each.
-        Without a delivery (the bot's replies) the slot is only reserved.
+        reserves the chat's next free one, `not_before` seconds from now at the earliest;
+        both in one transaction-free statement each. Without a delivery (the bot's
+        replies) the slot is only reserved. A send woken ahead of its due time reserves
+        its slot at once, for the due time, so a message queued for the chat meanwhile
+        goes after it instead of holding the chat when it falls due.
         """
         if delivery_key is not None:
             held = await self._db.fetchval(
@@ -64,9 +69,10 @@ class ChatPacer:
             """
             WITH slot AS (
                 INSERT INTO chat_send_slots AS c (telegram_id, next_free_at)
-                VALUES ($1, clock_timestamp() + make_interval(secs => $3))
+                VALUES ($1, clock_timestamp() + make_interval(secs => $4::float8 + $3::float8))
                 ON CONFLICT (telegram_id) DO UPDATE SET next_free_at =
-                    greatest(c.next_free_at, clock_timestamp()) + make_interval(secs => $3)
+                    greatest(c.next_free_at, clock_timestamp() + make_interval(secs => $4))
+                    + make_interval(secs => $3)
                 RETURNING next_free_at - make_interval(secs => $3) AS slot_at
             ), mark AS (
                 UPDATE telegram_deliveries d SET slot_at = slot.slot_at
@@ -77,6 +83,7 @@ class ChatPacer:
             telegram_id,
             delivery_key,
             self._spacing,
+            max(0.0, not_before),
         )
         return max(0.0, float(wait))
 

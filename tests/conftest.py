@@ -228,23 +228,19 @@ async def ts_env() -> AsyncIterator[Any]:
 
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[Any]:
-    """One Temporal dev server (with visibility) for the session; tests keep ids apart."""
+    """One Temporal dev server (with visibility) for the session, started as `leadpilot
+    dev` starts it (devstack.dev_server_flags: one partition per task queue, so a backlog
+    is dispatched in the order the server promises); tests keep ids apart."""
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
-    from temporal_client import register_search_attributes
+    from devstack import dev_server_flags
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=off",
-        ],
+        dev_server_extra_args=dev_server_flags(),
     )
-    await register_search_attributes(env.client)
     yield env
     await env.shutdown()
 

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import gc
 import itertools
+import time
 import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -31,8 +32,11 @@ from storage.models import LeadStatus
 from storage.reminders import ReminderRepository
 from telegram_ui.callbacks import StepCallback
 from telegram_ui.session import make_bot
+from tests.faults.scenarios import reminder_step
 from tests.rig import eventually
 from workflows.models import (
+    NoticeKind,
+    NoticeRequest,
     NotSentReason,
     PlanState,
     ReminderKind,
@@ -342,6 +346,32 @@ async def test_the_bot_never_sends_more_than_its_limit_in_any_second(
     assert [c.status for c in calls] == [200] * 6
     times = sorted(c.at for c in calls)
     assert all(later - first >= 1.0 for first, later in zip(times, times[3:], strict=False))
+
+
+async def test_a_reminder_woken_ahead_keeps_its_chat_from_a_notice_queued_meanwhile(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """The plan woke 2 s before the step was due; 1.3 s later a notice for the same owner
+    comes up (another plan completed). The reminder took the chat's slot when it woke, so
+    it still goes out at its due time and the notice a spacing after it; had the notice
+    gone first, the chat's spacing would have made the reminder late."""
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="k-ahead")
+    req.not_before = datetime(1970, 1, 1, 0, 0, 2, tzinfo=UTC)  # ActivityEnvironment's clock + 2 s
+    due = time.time() + 2.0
+    sending = asyncio.create_task(ActivityEnvironment().run(acts.send_reminder, req))
+    await asyncio.sleep(1.3)
+    notice = NoticeRequest(state=req.state, kind=NoticeKind.PLAN_COMPLETED, delivery_key="n-ahead")
+    await ActivityEnvironment().run(acts.send_notice, notice)
+    await sending
+    first, second = telegram.calls("sendMessage", ok=True)
+    assert step_key_of(first) is not None and step_key_of(second) is None  # reminder, notice
+    assert first.at - due < 0.3, first.at - due
+    assert second.at - first.at >= 1.2
+
+
+def step_key_of(call: Any) -> Any:
+    return reminder_step(call.params.get("reply_markup"))
 
 
 async def test_at_the_bot_limit_a_reminder_takes_the_place_a_nudge_leaves_free(
