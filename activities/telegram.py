@@ -148,7 +148,7 @@ async def heartbeating(work: Awaitable[T], *details: Any, keep: bool = False) ->
 
 def deferrable(priority: Priority) -> bool:
     """A send the plan queued below the priority of someone waiting for it (a nudge, an
-    informative notice: workflows/engagement_plan.py) leaves the bot-wide window's
+    informative notice: SEND_PRIORITY in workflows/models.py) leaves the bot-wide window's
     urgent share to reminders. Sends of plans that set no priority are urgent, as before."""
     return (priority.priority_key or 0) > URGENT_PRIORITY_KEY
 

@@ -44,12 +44,12 @@ class ChatPacer:
         )
 
     async def slot_wait(
-        self, telegram_id: int, delivery_key: str | None, not_before: float = 0.0
+        self, telegram_id: int, delivery_key: str | None, earliest_in: float = 0.0
     ) -> float:
         """Seconds to wait until this delivery's slot (0 if it is now).
 
         Reuses the slot already held by the delivery while it is still usable, else
-        reserves the chat's next free one, `not_before` seconds from now at the earliest;
+        reserves the chat's next free one, `earliest_in` seconds from now at the earliest;
         both in one transaction-free statement each. Without a delivery (the bot's
         replies) the slot is only reserved. A send woken ahead of its due time reserves
         its slot at once, for the due time, so a message queued for the chat meanwhile
@@ -83,7 +83,7 @@ class ChatPacer:
             telegram_id,
             delivery_key,
             self._spacing,
-            max(0.0, not_before),
+            max(0.0, earliest_in),
         )
         return max(0.0, float(wait))
 
@@ -191,7 +191,8 @@ class ChatPacer:
             self._window_size,
             reserve,
         )
-        return max(0.01, float(wait or 0.0))
+        # A deferrable sender looks less often: it is in no hurry, and there may be many.
+        return max(0.25 if reserve else 0.01, float(wait or 0.0))
 
     async def ended(self, sending: Sending) -> None:
         """The claimed request has ended (sent, refused or lost): the spacing of its chat
