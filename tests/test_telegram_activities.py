@@ -335,12 +335,7 @@ async def test_the_bot_never_sends_more_than_its_limit_in_any_second(
     holds more than 3 of them."""
     telegram.set_flood_limit(per_second=3)
     acts = TelegramActivities(bot, pool, sends_per_second=3)
-    reqs = []
-    for n in range(6):
-        req = await reminder(pool, key=f"k-wide-{n}")
-        req.state.telegram_id = OWNER + 100 + n
-        telegram.add_user(req.state.telegram_id)
-        reqs.append(req)
+    reqs = await _one_each(pool, telegram, 6, OWNER + 100, "k-wide")
     await asyncio.gather(*(ActivityEnvironment().run(acts.send_reminder, r) for r in reqs))
     calls = telegram.calls("sendMessage")
     assert [c.status for c in calls] == [200] * 6
@@ -382,12 +377,7 @@ async def test_at_the_bot_limit_a_reminder_takes_the_place_a_nudge_leaves_free(
     for the window to slide; a reminder (priority 1) asked for after it takes it at once."""
     telegram.set_flood_limit(per_second=5)
     acts = TelegramActivities(bot, pool, sends_per_second=5)
-    reqs = []
-    for n in range(6):
-        req = await reminder(pool, key=f"k-share-{n}")
-        req.state.telegram_id = OWNER + 200 + n
-        telegram.add_user(req.state.telegram_id)
-        reqs.append(req)
+    reqs = await _one_each(pool, telegram, 6, OWNER + 200, "k-share")
     await asyncio.gather(*(ActivityEnvironment().run(acts.send_reminder, r) for r in reqs[:4]))
     urgent, later = _with_priority(1), _with_priority(3)
     reqs[4].kind = ReminderKind.NUDGE
@@ -401,6 +391,19 @@ async def test_at_the_bot_limit_a_reminder_takes_the_place_a_nudge_leaves_free(
     burst, first = by_chat[OWNER + 200], by_chat[OWNER + 205]
     assert first - burst < 1.0  # the reminder took the place kept for it
     assert by_chat[OWNER + 204] - burst >= 1.0  # the nudge waited for the window
+
+
+async def _one_each(
+    pool: asyncpg.Pool, telegram: Any, count: int, first_owner: int, key: str
+) -> list[ReminderRequest]:
+    """A reminder each for `count` owners (chats) from `first_owner` on."""
+    reqs = []
+    for n in range(count):
+        req = await reminder(pool, key=f"{key}-{n}")
+        req.state.telegram_id = first_owner + n
+        telegram.add_user(req.state.telegram_id)
+        reqs.append(req)
+    return reqs
 
 
 def _with_priority(key: int) -> ActivityEnvironment:
