@@ -763,6 +763,22 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
         f"{len(late_keys)}; {chat_followers(stack, deliveries, late_keys)}",
         note="another sendMessage to the same chat ended within 1.7 s before it (per-chat pacing)",
     )  # fmt: skip
+    ledger = await stack.pool.fetch(
+        """
+        SELECT lead_id, attempts, extract(epoch FROM slot_at)::float8 AS slot
+        FROM telegram_deliveries WHERE delivery_key = ANY($1::text[])
+        """,
+        [f"lead-{lead}:v1:s1:r0:n1" for lead in late_keys],
+    )
+    if ledger:
+        report.add(
+            g, "the late ones in the delivery ledger: retried; slot − due, p50 / max",
+            f"{sum(r['attempts'] > 1 for r in ledger)} of {len(ledger)}; "
+            f"{ms(statistics.median(r['slot'] - due[r['lead_id']] for r in ledger if r['slot']))}"
+            f" / {ms(max((r['slot'] - due[r['lead_id']] for r in ledger if r['slot']), default=0))}",
+            note="attempts > 1: a send stepped back (chat or window busy, lease) and Temporal "
+            "retried it; slot: the chat's send slot it was given",
+        )  # fmt: skip
     report.add(
         g, "Telegram calls while the taps ran (per second)",
         ", ".join(
