@@ -163,8 +163,8 @@ class ChatPacer:
             WITH free AS (
                 SELECT slot FROM bot_send_window
                 WHERE slot < $1 AND busy_until <= clock_timestamp() - interval '1 second'
-                  AND (SELECT count(*) FROM bot_send_window WHERE slot < $1
-                       AND busy_until <= clock_timestamp() - interval '1 second') > $3
+                  AND ($3 = 0 OR (SELECT count(*) FROM bot_send_window WHERE slot < $1
+                       AND busy_until <= clock_timestamp() - interval '1 second') > $3)
                 ORDER BY busy_until LIMIT 1
                 FOR UPDATE SKIP LOCKED
             )
