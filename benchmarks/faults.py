@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from temporal_client import register_search_attributes
+from devstack import dev_server_flags
 from tests.conftest import TEMPORAL_CLI
 from tests.faults import scenarios
 from tests.faults.harness import StoppablePostgres
@@ -49,9 +49,8 @@ async def main() -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
+        dev_server_extra_args=dev_server_flags({}),  # the server's own partitions, as recorded
     )  # fmt: skip
-    await register_search_attributes(env.client)
     pg = StoppablePostgres()
     workdir = Path(tempfile.mkdtemp(prefix="leadpilot-faults-"))
     results = []

