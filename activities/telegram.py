@@ -15,8 +15,9 @@ Delivery contract (what the workflow relies on):
   one attempt can wait raises benign "ChatPaced" with `next_retry_delay` ≈ the slot.
 - A reminder the plan started a send lead early (`not_before`) takes its chat's send
   slot at once, for the due time (a message queued for the chat meanwhile goes after
-  it), waits for the due time, then checks it is still wanted; that wait comes out of
-  the slot-wait budget.
+  it), and its lease; it waits for the due time, then checks it is still wanted, so at
+  the due time only that check and the claims stand before the HTTP call. The wait
+  comes out of the slot-wait budget.
 - The HTTP timeout (15 s) plus the longest in-attempt slot wait stays under the
   activity's 30-s start-to-close; the attempt heartbeats every 2 s (heartbeat timeout
   10 s), so a killed worker's send is retried in seconds, after the lease.
@@ -190,10 +191,14 @@ class _Attempt:
     def clock(self) -> datetime:
         """Temporal's clock (the attempt's start) plus what has elapsed since: agrees with
         workflow time, also on the time-skipping test server."""
-        return self.started_at + timedelta(seconds=asyncio.get_running_loop().time() - self.t0)
+        return self.started_at + timedelta(seconds=self.elapsed())
 
     def elapsed(self) -> float:
-        return asyncio.get_running_loop().time() - self.t0
+        return self.loop_time() - self.t0
+
+    @staticmethod
+    def loop_time() -> float:
+        return asyncio.get_running_loop().time()
 
     def carried(self) -> tuple[int, datetime] | None:
         """A send of this delivery by an earlier attempt that could not record it."""
@@ -255,26 +260,30 @@ class TelegramActivities:
         if held is not None:
             raise self._leased(held)
         lead = self._lead(not_before, attempt)
+        due = attempt.loop_time() + lead
         if lead == 0 and withdrawn is not None and (reason := await withdrawn()) is not None:
             return reason  # (no ledger row for what was never wanted)
         await ledger.begin(delivery_key, chat_id, lead_id, step)
         # The chat's slot is taken now, for the due time if the plan woke ahead of it.
-        wait = await self._pacer.slot_wait(chat_id, delivery_key, lead)
+        wait = await self._pacer.slot_wait(chat_id, delivery_key, due - attempt.loop_time())
         if wait > MAX_SLOT_WAIT:
             metrics.send_waited("chat_paced")
             raise _waiting("ChatPaced", f"chat {chat_id} is paced; slot in {wait:.1f}s", wait - 2)
-        if lead > 0:
-            await heartbeating(asyncio.sleep(lead))
-            if withdrawn is not None and (reason := await withdrawn()) is not None:
-                return reason
-        if wait - lead > 0:
-            await heartbeating(asyncio.sleep(wait - lead))
-        leased = await ledger.acquire(delivery_key, attempt.attempt_id, self._lease_seconds)
+        # Waiting for the due time and the slot comes last, after the lease (which covers
+        # it), so that once they come only the last check and the claims stand between
+        # the reminder and Telegram. Deadlines, not durations: the queries on the way do
+        # not push the send later.
+        ready = max(due, attempt.loop_time() + wait)
+        leased = await ledger.acquire(
+            delivery_key, attempt.attempt_id, self._lease_seconds + ready - attempt.loop_time()
+        )
         if isinstance(leased, LeaseHeld):
             raise self._leased(leased)
         if leased.already_sent:
             assert leased.message_id is not None
             return Sent(leased.message_id, leased.sent_at or leased.updated_at, False)
+        if (left := ready - attempt.loop_time()) > 0:
+            await heartbeating(asyncio.sleep(left))
         if withdrawn is not None and (reason := await withdrawn()) is not None:
             await ledger.release(delivery_key, attempt.attempt_id)
             return reason
