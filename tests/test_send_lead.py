@@ -127,9 +127,6 @@ async def test_a_plan_paused_while_the_send_waits_is_not_reminded_until_resumed(
         # The send woke at the due time, found the plan changed, and sent nothing.
         await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 2)
         settled = await handle.query(EngagementPlanWorkflow.state)
-        for e in await _events(handle):
-            print("EV", e.event_id, EventType.Name(e.event_type), e.event_time.ToDatetime())
-        print("DUE", due, "NOW", datetime.now(UTC), telegram.sent(OWNER))
         assert settled.status == PlanStatus.PAUSED
         assert (settled.steps[1].status, settled.steps[1].reminder_count) == (StepStatus.PENDING, 0)
         assert len(telegram.sent(OWNER)) == 1  # step 1 only
