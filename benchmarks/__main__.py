@@ -58,7 +58,8 @@ QUICK: dict[str, dict[str, Any]] = {
 async def run(groups: list[str], quick: bool, plans: int | None, worker_env: dict[str, str],
               json_out: Path | None, markdown: Path | None = None,
               argv: list[str] | None = None,
-              server_config: dict[str, str] | None = None) -> int:  # fmt: skip
+              server_config: dict[str, str] | None = None,
+              send_worker: bool = False) -> int:  # fmt: skip
     sizes = QUICK if quick else FULL
     stack = Stack()
     stack.worker_env = worker_env
@@ -70,6 +71,7 @@ async def run(groups: list[str], quick: bool, plans: int | None, worker_env: dic
         "python": platform.python_version(),
         "load average at start": load_average(),
         "worker settings": worker_env or "defaults",
+        "worker processes": "plans, and sends on their own" if send_worker else "one",
         "dev server config": dict(stack.server_config),
         "quick": quick,
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -82,7 +84,10 @@ async def run(groups: list[str], quick: bool, plans: int | None, worker_env: dic
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
         await stack.start()
-        starting = [stack.start_worker()]
+        if send_worker:  # first, so it is workers[0], the one whose memory is measured
+            await stack.start_worker(worker_queues='["engagement"]')
+        starting = [stack.start_worker(worker_queues='["telegram"]') if send_worker
+                    else stack.start_worker()]  # fmt: skip
         if "scaleout" in groups:
             starting.append(stack.start_worker())
         if "scale" in groups:
@@ -180,10 +185,16 @@ def main(argv: list[str] | None = None) -> int:
         "--server-config", action="append", default=[], metavar="KEY=VALUE",
         help="a dev server dynamic config value over leadpilot dev's (e.g. the server's own 4 partitions: matching.numTaskqueueReadPartitions=4)",
     )  # fmt: skip
+    parser.add_argument(
+        "--send-worker", action="store_true",
+        help="scale only: sends in a worker process of their own (WORKER_QUEUES), plans in the other",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--markdown", type=Path, help="also write them as a Markdown table")
     args = parser.parse_args(argv)
     groups = list(GROUPS) if args.group == "all" else [args.group]
+    if args.send_worker and groups != ["scale"]:
+        parser.error("--send-worker is for the scale group")
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
     server = dict(kv.split("=", 1) for kv in args.server_config)
     for kv in args.size:
@@ -193,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                 if key in group:
                     group[key] = type(group[key])(value)
     return asyncio.run(
-        run(groups, args.quick, args.plans, worker_env, args.json, args.markdown, argv, server)
-    )
+        run(groups, args.quick, args.plans, worker_env, args.json, args.markdown, argv, server,
+            args.send_worker)
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -634,7 +634,7 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
     # `tap_rate`; taps stop when the stream ends (the rest only drains).
     due_start = stream_began + lead_time
     await asyncio.sleep(max(0.0, due_start - time.time()))
-    cpu0, t0 = cpu_seconds(worker.pid), time.monotonic()
+    t0 = time.monotonic()
     parts0 = stack.cpu()
     load_during = []
     all_sent = asyncio.Event()
@@ -657,8 +657,8 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
     tapper_until = time.time()
     await watcher
     elapsed = time.monotonic() - t0
-    busy = (cpu_seconds(worker.pid) - cpu0) / elapsed
     parts = stack.cpu_since(parts0)
+    busy = parts["worker"] / elapsed  # (every worker process)
     await tapper.settle(60)
     due = await due_times(stack, stream)
     sent_late = {
