@@ -3,11 +3,11 @@
 A sender reserves the chat's next free slot with one atomic upsert and waits for it; the
 slot is remembered on the delivery row, so a retried attempt keeps its place in line
 instead of queueing again. Right before the HTTP call it claims the chat and a place in
-the bot-wide window (`claim_send`), and marks the end of the call (`ended`): the chat's
-next claim comes `spacing` after that end, the place's a second after it, so messages to
-one chat reach Telegram at least `spacing` apart and the bot never sends more than its
-limit in any one second, however late a sender runs. Other chats are never delayed: each
-has its own row.
+the bot-wide window together (`claim_send`), and marks the end of the call (`ended`):
+the chat's next claim comes `spacing` after that end, the place's a second after it, so
+messages to one chat reach Telegram at least `spacing` apart and the bot never sends
+more than its limit in any one second, however late a sender runs. Other chats are
+never delayed: each has its own row.
 """
 
 from __future__ import annotations
@@ -95,54 +95,71 @@ class ChatPacer:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         deferrable: bool = False,
     ) -> Sending | None:
-        """Right before an HTTP call: claim the chat (`_claim_chat`), then a place in the
-        bot-wide window (`_claim_place`), waiting up to `max_wait` seconds in all;
-        `deferrable`, only a place beyond the share kept for urgent messages.
-        None when not granted in time; nothing is held then. `ended` releases both."""
-        waited = 0.0
-        while isinstance(chat := await self._claim_chat(telegram_id, hold), float):
-            if waited + chat > max_wait:
-                return None
-            await sleep(chat)
-            waited += chat
-        sending = Sending(telegram_id, chat)
-        if self._window_size == 0:
-            return sending
+        """Right before an HTTP call: claim the chat and a place in the bot-wide window
+        together (`_claim`), waiting up to `max_wait` seconds; `deferrable`, only a place
+        beyond the share kept for urgent messages. None when not granted in time.
+        A sender waits holding nothing, so one waiting for the window never keeps
+        another message from its chat. `ended` releases both."""
         reserve = self._urgent_reserve if deferrable else 0
-        while isinstance(place := await self._claim_place(hold, reserve), float):
-            if waited + place > max_wait:
-                await self.ended(sending)
+        waited = 0.0
+        while isinstance(claim := await self._claim(telegram_id, hold, reserve), float):
+            if waited + claim > max_wait:
                 return None
-            await sleep(place)
-            waited += place
-        sending.slot, sending.slot_mark = place
-        return sending
+            await sleep(claim)
+            waited += claim
+        return claim
 
-    async def _claim_chat(self, telegram_id: int, hold: float) -> datetime | float:
-        """The chat is marked busy for `hold` seconds (the request's longest life) until
-        `ended` records when the answer came back; the next claim is granted `spacing`
-        after that. Spacing counts from our side of the finished request, which is
-        after Telegram saw it, so a sender slowed between its claim and the wire (a cold
-        worker, a busy loop) cannot crowd the next message. A sender that dies mid-call
-        holds the chat for `hold` at most. The mark, or the seconds to wait first.
-        """
-        mark = await self._db.fetchval(
+    async def _claim(self, telegram_id: int, hold: float, reserve: int) -> Sending | float:
+        """One statement: the chat, if its previous send ended `spacing` ago, and a place
+        in bot_send_window (migration 007) whose last message ended a second ago, if
+        more than `reserve` places are free; both or neither. Each is marked busy for
+        `hold` seconds (the request's longest life) until `ended` records when the answer
+        came back. Spacing counts from our side of the finished request, which is after
+        Telegram saw it, so a sender slowed between its claim and the wire cannot crowd
+        the next message; a sender that dies mid-call holds both for `hold` at most.
+        The claim, or the seconds to wait before asking again. (Senders claiming
+        together may each see the same free count: the reserve is kept closely, not
+        exactly.)"""
+        row = await self._db.fetchrow(
             """
-            INSERT INTO chat_send_slots AS c (telegram_id, next_free_at, last_sent_at)
-            VALUES ($1, clock_timestamp(), clock_timestamp() + make_interval(secs => $3))
-            ON CONFLICT (telegram_id) DO UPDATE
-                SET last_sent_at = clock_timestamp() + make_interval(secs => $3)
-            WHERE c.last_sent_at IS NULL
-               OR c.last_sent_at <= clock_timestamp() - make_interval(secs => $2)
-            RETURNING last_sent_at
+            WITH free AS (
+                SELECT slot FROM bot_send_window
+                WHERE slot < $4 AND busy_until <= clock_timestamp() - interval '1 second'
+                  AND ($5 = 0 OR (SELECT count(*) FROM bot_send_window WHERE slot < $4
+                       AND busy_until <= clock_timestamp() - interval '1 second') > $5)
+                ORDER BY busy_until LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            ), chat AS (
+                INSERT INTO chat_send_slots AS c (telegram_id, next_free_at, last_sent_at)
+                SELECT $1, clock_timestamp(), clock_timestamp() + make_interval(secs => $3)
+                WHERE $4 = 0 OR EXISTS (SELECT 1 FROM free)
+                ON CONFLICT (telegram_id) DO UPDATE
+                    SET last_sent_at = clock_timestamp() + make_interval(secs => $3)
+                WHERE c.last_sent_at IS NULL
+                   OR c.last_sent_at <= clock_timestamp() - make_interval(secs => $2)
+                RETURNING last_sent_at
+            ), place AS (
+                UPDATE bot_send_window w
+                SET busy_until = clock_timestamp() + make_interval(secs => $3)
+                FROM free WHERE w.slot = free.slot AND EXISTS (SELECT 1 FROM chat)
+                RETURNING w.slot, w.busy_until
+            )
+            SELECT (SELECT last_sent_at FROM chat) AS chat_mark,
+                   (SELECT slot FROM place) AS slot,
+                   (SELECT busy_until FROM place) AS slot_mark,
+                   $4 = 0 OR EXISTS (SELECT 1 FROM free) AS place_free
             """,
             telegram_id,
             self._spacing,
             hold,
+            self._window_size,
+            reserve,
         )
-        if mark is not None:
-            return mark  # type: ignore[no-any-return]
-        # While a send is in flight it ends `spacing` from now at the earliest.
+        if row["chat_mark"] is not None:
+            return Sending(telegram_id, row["chat_mark"], row["slot"], row["slot_mark"])
+        if not row["place_free"]:
+            return await self._place_wait(reserve)
+        # The chat is in flight: its send ends `spacing` from now at the earliest.
         wait = await self._db.fetchval(
             """
             SELECT least(extract(epoch FROM last_sent_at - clock_timestamp())::float8 + $2, $2)
@@ -153,34 +170,10 @@ class ChatPacer:
         )
         return max(0.01, float(wait or 0.0))
 
-    async def _claim_place(self, hold: float, reserve: int = 0) -> tuple[int, datetime] | float:
-        """A place in bot_send_window (migration 007) whose last message ended a second
-        ago or more, marked busy like a chat, if more than `reserve` places are free;
-        or the seconds until one may be. (Senders claiming together may each see the
-        same count: the reserve is kept closely, not exactly.)"""
-        row = await self._db.fetchrow(
-            """
-            WITH free AS (
-                SELECT slot FROM bot_send_window
-                WHERE slot < $1 AND busy_until <= clock_timestamp() - interval '1 second'
-                  AND ($3 = 0 OR (SELECT count(*) FROM bot_send_window WHERE slot < $1
-                       AND busy_until <= clock_timestamp() - interval '1 second') > $3)
-                ORDER BY busy_until LIMIT 1
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE bot_send_window w
-            SET busy_until = clock_timestamp() + make_interval(secs => $2)
-            FROM free WHERE w.slot = free.slot
-            RETURNING w.slot, w.busy_until
-            """,
-            self._window_size,
-            hold,
-            reserve,
-        )
-        if row is not None:
-            return row["slot"], row["busy_until"]
-        # The place that frees next beyond the reserve frees a second after it ended; if
-        # it is in flight, look again shortly (a call ends in tens of milliseconds).
+    async def _place_wait(self, reserve: int) -> float:
+        """Seconds until the window's place that frees next beyond the reserve may be
+        free: a second after it ended; if it is in flight, look again shortly (a call
+        ends in tens of milliseconds)."""
         wait = await self._db.fetchval(
             """
             SELECT CASE WHEN busy_until > clock_timestamp() THEN 0.05
