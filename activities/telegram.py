@@ -150,7 +150,8 @@ async def heartbeating(work: Awaitable[T], *details: Any, keep: bool = False) ->
 def deferrable(priority: Priority) -> bool:
     """A send the plan queued below the priority of someone waiting for it (a nudge, an
     informative notice: SEND_PRIORITY in workflows/models.py) leaves the bot-wide window's
-    urgent share to reminders. Sends of plans that set no priority are urgent, as before."""
+    urgent share to reminders, and its chat to a message whose slot is imminent. Sends of
+    plans that set no priority are urgent, as before."""
     return (priority.priority_key or 0) > URGENT_PRIORITY_KEY
 
 
@@ -335,7 +336,7 @@ class TelegramActivities:
     def _lead(not_before: datetime | None, attempt: _Attempt) -> float:
         """Seconds until the due time of a send the plan started early (its send lead),
         which the send waits for. Bounded: the lead is at most MAX_SEND_LEAD_SECONDS, and
-        the time is taken from Temporal's clock, so it agrees with the plan's timers."""
+        the time is taken from `_Attempt.clock`, so it agrees with the plan's timers."""
         if not_before is None:
             return 0.0
         return max(0.0, min((not_before - attempt.clock()).total_seconds(), MAX_SEND_LEAD_SECONDS))
@@ -350,7 +351,7 @@ class TelegramActivities:
             self._request_timeout + 1,
             MAX_CLAIM_WAIT,
             sleep=lambda seconds: heartbeating(asyncio.sleep(seconds)),
-            deferrable=deferrable(activity.info().priority),
+            deferrable=delivery_key if deferrable(activity.info().priority) else None,
         )
         if sending is None:
             await DeliveryLedger(self._pool).release(delivery_key, attempt.attempt_id)

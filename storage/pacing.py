@@ -29,6 +29,8 @@ WINDOW_ROWS = 100
 # free: when the bot runs at its limit, a reminder falling due finds a place at once
 # instead of queueing behind messages that could as well go a few seconds later.
 URGENT_SHARE = 0.2
+# Seconds between a deferrable sender's looks at a busy window or a chat it yields.
+DEFERRABLE_POLL = 0.25
 
 
 class ChatPacer:
@@ -93,26 +95,33 @@ class ChatPacer:
         hold: float,
         max_wait: float,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-        deferrable: bool = False,
+        deferrable: str | None = None,
     ) -> Sending | None:
         """Right before an HTTP call: claim the chat and a place in the bot-wide window
-        together (`_claim`), waiting up to `max_wait` seconds; `deferrable`, only a place
-        beyond the share kept for urgent messages. None when not granted in time.
-        A sender waits holding nothing, so one waiting for the window never keeps
-        another message from its chat. `ended` releases both."""
+        together (`_claim`), waiting up to `max_wait` seconds. None when not granted in
+        time. A sender waits holding nothing, so one waiting for the window never keeps
+        another message from its chat. `ended` releases both.
+
+        A `deferrable` delivery (its key) takes only a place beyond the share kept for
+        urgent messages, and yields its chat to any other delivery whose slot is now or
+        within the spacing: a notice the window kept past its slot must not hold back
+        the reminder reserved after it."""
         reserve = self._urgent_reserve if deferrable else 0
         waited = 0.0
-        while isinstance(claim := await self._claim(telegram_id, hold, reserve), float):
+        while isinstance(claim := await self._claim(telegram_id, hold, reserve, deferrable), float):
             if waited + claim > max_wait:
                 return None
             await sleep(claim)
             waited += claim
         return claim
 
-    async def _claim(self, telegram_id: int, hold: float, reserve: int) -> Sending | float:
-        """One statement: the chat, if its previous send ended `spacing` ago, and a place
-        in bot_send_window (migration 007) whose last message ended a second ago, if
-        more than `reserve` places are free; both or neither. Each is marked busy for
+    async def _claim(
+        self, telegram_id: int, hold: float, reserve: int, yielding: str | None
+    ) -> Sending | float:
+        """One statement: the chat, if its previous send ended `spacing` ago (and, for the
+        `yielding` delivery, no other one's slot is imminent), and a place in
+        bot_send_window (migration 007) whose last message ended a second ago, if more
+        than `reserve` places are free; both or neither. Each is marked busy for
         `hold` seconds (the request's longest life) until `ended` records when the answer
         came back. Spacing counts from our side of the finished request, which is after
         Telegram saw it, so a sender slowed between its claim and the wire cannot crowd
@@ -129,10 +138,18 @@ class ChatPacer:
                        AND busy_until <= clock_timestamp() - interval '1 second') > $5)
                 ORDER BY busy_until LIMIT 1
                 FOR UPDATE SKIP LOCKED
+            ), imminent AS (
+                SELECT 1 FROM telegram_deliveries d
+                WHERE $6::text IS NOT NULL AND d.telegram_id = $1 AND d.status = 'sending'
+                  AND d.delivery_key <> $6 AND d.slot_at
+                      BETWEEN clock_timestamp() - make_interval(secs => $7)
+                          AND clock_timestamp() + make_interval(secs => $2 + $7)
+                LIMIT 1
             ), chat AS (
                 INSERT INTO chat_send_slots AS c (telegram_id, next_free_at, last_sent_at)
                 SELECT $1, clock_timestamp(), clock_timestamp() + make_interval(secs => $3)
-                WHERE $4 = 0 OR EXISTS (SELECT 1 FROM free)
+                WHERE ($4 = 0 OR EXISTS (SELECT 1 FROM free))
+                  AND NOT EXISTS (SELECT 1 FROM imminent)
                 ON CONFLICT (telegram_id) DO UPDATE
                     SET last_sent_at = clock_timestamp() + make_interval(secs => $3)
                 WHERE c.last_sent_at IS NULL
@@ -147,18 +164,23 @@ class ChatPacer:
             SELECT (SELECT last_sent_at FROM chat) AS chat_mark,
                    (SELECT slot FROM place) AS slot,
                    (SELECT busy_until FROM place) AS slot_mark,
-                   $4 = 0 OR EXISTS (SELECT 1 FROM free) AS place_free
+                   $4 = 0 OR EXISTS (SELECT 1 FROM free) AS place_free,
+                   EXISTS (SELECT 1 FROM imminent) AS yielded
             """,
             telegram_id,
             self._spacing,
             hold,
             self._window_size,
             reserve,
+            yielding,
+            SLOT_TOLERANCE,
         )
         if row["chat_mark"] is not None:
             return Sending(telegram_id, row["chat_mark"], row["slot"], row["slot_mark"])
         if not row["place_free"]:
             return await self._place_wait(reserve)
+        if row["yielded"]:
+            return DEFERRABLE_POLL
         # The chat is in flight: its send ends `spacing` from now at the earliest.
         wait = await self._db.fetchval(
             """
@@ -185,7 +207,7 @@ class ChatPacer:
             reserve,
         )
         # A deferrable sender looks less often: it is in no hurry, and there may be many.
-        return max(0.25 if reserve else 0.01, float(wait or 0.0))
+        return max(DEFERRABLE_POLL if reserve else 0.01, float(wait or 0.0))
 
     async def ended(self, sending: Sending) -> None:
         """The claimed request has ended (sent, refused or lost): the spacing of its chat
