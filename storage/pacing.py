@@ -103,9 +103,11 @@ class ChatPacer:
         another message from its chat. `ended` releases both.
 
         A `deferrable` delivery (its key) takes only a place beyond the share kept for
-        urgent messages, and yields its chat to any other delivery whose slot is now or
-        within the spacing: a notice the window kept past its slot must not hold back
-        the reminder reserved after it."""
+        urgent messages, and yields its chat to another delivery whose slot has come, or
+        is so close that sending now would push it back by more than SLOT_TOLERANCE: a
+        notice the window kept past its slot must not hold back the reminder reserved
+        after it. (On time, it is not that close to the next slot: slots are `spacing`
+        apart.)"""
         reserve = self._urgent_reserve if deferrable else 0
         waited = 0.0
         while isinstance(claim := await self._claim(telegram_id, hold, reserve, deferrable), float):
@@ -143,7 +145,7 @@ class ChatPacer:
                 WHERE $6::text IS NOT NULL AND d.telegram_id = $1 AND d.status = 'sending'
                   AND d.delivery_key <> $6 AND d.slot_at
                       BETWEEN clock_timestamp() - make_interval(secs => $7)
-                          AND clock_timestamp() + make_interval(secs => $2 + $7)
+                          AND clock_timestamp() + make_interval(secs => greatest($2 - $7, 0))
                 LIMIT 1
             ), chat AS (
                 INSERT INTO chat_send_slots AS c (telegram_id, next_free_at, last_sent_at)

@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import gc
 import itertools
-import time
 import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -352,17 +351,27 @@ async def test_a_reminder_woken_ahead_keeps_its_chat_from_a_notice_queued_meanwh
     gone first, the chat's spacing would have made the reminder late."""
     acts = TelegramActivities(bot, pool)
     req = await reminder(pool, key="k-ahead")
-    req.not_before = datetime(1970, 1, 1, 0, 0, 2, tzinfo=UTC)  # ActivityEnvironment's clock + 2 s
-    due = time.time() + 2.0
-    sending = asyncio.create_task(ActivityEnvironment().run(acts.send_reminder, req))
+    env, req.not_before = _woken_ahead(2.0)
+    due = req.not_before.timestamp()
+    sending = asyncio.create_task(env.run(acts.send_reminder, req))
     await asyncio.sleep(1.3)
     notice = NoticeRequest(state=req.state, kind=NoticeKind.PLAN_COMPLETED, delivery_key="n-ahead")
     await ActivityEnvironment().run(acts.send_notice, notice)
     await sending
     first, second = telegram.calls("sendMessage", ok=True)
     assert step_key_of(first) is not None and step_key_of(second) is None  # reminder, notice
-    assert first.at - due < 0.3, first.at - due
+    assert 0 <= first.at - due < 0.3, first.at - due
     assert second.at - first.at >= 1.2
+
+
+def _woken_ahead(lead: float, priority: int | None = None) -> tuple[ActivityEnvironment, datetime]:
+    """An attempt that starts now (as the server stamps it) for a send due `lead` s later."""
+    env = ActivityEnvironment()
+    now = datetime.now(UTC)
+    env.info = dataclasses.replace(
+        env.info, started_time=now, priority=Priority(priority_key=priority)
+    )
+    return env, now + timedelta(seconds=lead)
 
 
 def step_key_of(call: Any) -> Any:
@@ -417,6 +426,26 @@ async def test_a_nudge_waiting_for_the_bot_limit_lets_the_reminder_behind_it_go_
     at = {c.result["message_id"]: c.at for c in calls if c.chat_id == OWNER + 310}
     assert at[reminded.message_id] - calls[0].at < 1.6  # its slot, ~1.25 s: not ~2.2 s
     assert at[nudged.message_id] - at[reminded.message_id] >= 1.2  # the chat's spacing
+
+
+async def test_nudges_to_one_owner_on_time_go_in_their_order(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """A nudge woken 1 s ahead takes the chat's slot for its due time; a second nudge to
+    the same owner takes the next one, a spacing later. On time, the first is not close
+    enough to the second's slot to yield it the chat: they go in their order."""
+    acts = TelegramActivities(bot, pool)
+    first, second = await _one_each(pool, telegram, 2, OWNER + 320, "k-order")
+    second.state.telegram_id = first.state.telegram_id
+    first.kind = second.kind = ReminderKind.NUDGE
+    env, first.not_before = _woken_ahead(1.0, priority=3)
+    early = asyncio.create_task(env.run(acts.send_reminder, first))
+    await eventually(lambda: _has_slot(pool, first.delivery_key))
+    later = await _with_priority(3).run(acts.send_reminder, second)
+    sent = await early
+    at = {c.result["message_id"]: c.at for c in telegram.calls("sendMessage", ok=True)}
+    assert 0 <= at[sent.message_id] - first.not_before.timestamp() < 0.3
+    assert 1.2 <= at[later.message_id] - at[sent.message_id] < 1.6
 
 
 async def _one_each(
