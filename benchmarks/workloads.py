@@ -581,7 +581,9 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
     )  # fmt: skip
     await asyncio.sleep(3)
     rss, _ = rss_mib(worker.pid)
-    report.add(g, f"worker RSS, {plans} sleeping plans", f"{rss:.0f} MiB", "≤ 400 MB", rss <= 400)
+    others = [f"{rss_mib(w.pid)[0]:.0f} MiB" for w in stack.workers[1:]]
+    report.add(g, f"worker RSS, {plans} sleeping plans", f"{rss:.0f} MiB", "≤ 400 MB", rss <= 400,
+               f"the send worker process: {', '.join(others)}" if others else "")  # fmt: skip
 
     # --- lifecycle sample: whole plans answered Done, for tasks/actions per plan.
     deliveries = Deliveries(stack)
