@@ -14,6 +14,7 @@ and prints one table. Groups:
 
     .venv/bin/python -m benchmarks all --quick        # small sizes, under a minute or two
     .venv/bin/python -m benchmarks scale              # 10,000 plans (BENCHMARKS.md)
+    .venv/bin/python -m benchmarks scale --send-worker   # sends in a worker process of their own
     .venv/bin/python -m benchmarks memory --plans 10000
     .venv/bin/python -m benchmarks scale --worker-env MAX_CACHED_WORKFLOWS=1000   # compare settings
 """
