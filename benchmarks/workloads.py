@@ -767,11 +767,14 @@ async def scale(stack: Stack, report: Report, *, plans: int, stream_rate: float,
     )  # fmt: skip
     ledger = await stack.pool.fetch(
         """
-        SELECT lead_id, attempts, extract(epoch FROM slot_at)::float8 AS slot
-        FROM telegram_deliveries WHERE delivery_key = ANY($1::text[])
+        SELECT DISTINCT ON (lead_id)
+               lead_id, attempts, extract(epoch FROM slot_at)::float8 AS slot
+        FROM telegram_deliveries
+        WHERE lead_id = ANY($1::bigint[]) AND plan_version = 1 AND step_id = 1
+        ORDER BY lead_id, id
         """,
-        [f"lead-{lead}:v1:s1:r0:n1" for lead in late_keys],
-    )
+        list(late_keys),
+    )  # (each one-step plan's first delivery of its step: the reminder measured)
     if ledger:
         report.add(
             g, "the late ones in the delivery ledger: retried; slot − due, p50 / max",
