@@ -366,11 +366,9 @@ async def test_a_reminder_woken_ahead_keeps_its_chat_from_a_notice_queued_meanwh
 
 def _woken_ahead(lead: float, priority: int | None = None) -> tuple[ActivityEnvironment, datetime]:
     """An attempt that starts now (as the server stamps it) for a send due `lead` s later."""
-    env = ActivityEnvironment()
+    env = _with_priority(priority)
     now = datetime.now(UTC)
-    env.info = dataclasses.replace(
-        env.info, started_time=now, priority=Priority(priority_key=priority)
-    )
+    env.info = dataclasses.replace(env.info, started_time=now)
     return env, now + timedelta(seconds=lead)
 
 
@@ -461,7 +459,7 @@ async def _one_each(
     return reqs
 
 
-def _with_priority(key: int) -> ActivityEnvironment:
+def _with_priority(key: int | None) -> ActivityEnvironment:
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, priority=Priority(priority_key=key))
     return env
