@@ -9,10 +9,10 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from temporal_converter import DATA_CONVERTER
 from workflows import search_attributes as sa
 from workflows.engagement_plan import (
     ENGAGEMENT_TASK_QUEUE,
@@ -27,9 +27,9 @@ PlanHandle = WorkflowHandle[EngagementPlanWorkflow, PlanSummary]
 async def connect(
     address: str, namespace: str = "default", runtime: Runtime | None = None
 ) -> Client:
-    """Every client uses the pydantic converter, so models cross the wire intact."""
+    """Every client uses our pydantic converter (`temporal_converter`)."""
     return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter, runtime=runtime
+        address, namespace=namespace, data_converter=DATA_CONVERTER, runtime=runtime
     )
 
 

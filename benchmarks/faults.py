@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from devstack import dev_server_flags
+from temporal_converter import DATA_CONVERTER
 from tests.conftest import TEMPORAL_CLI
 from tests.faults import scenarios
 from tests.faults.harness import StoppablePostgres
@@ -48,7 +48,7 @@ async def main() -> None:
     quick = args.quick
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_extra_args=dev_server_flags({}),  # the server's own partitions, as recorded
     )  # fmt: skip
     pg = StoppablePostgres()

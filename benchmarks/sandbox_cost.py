@@ -18,10 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from settings import Settings
+from temporal_converter import DATA_CONVERTER
 from worker import plan_runner
 from workflows.engagement_plan import EngagementPlanWorkflow
 
@@ -34,7 +34,7 @@ async def cost(mode: str, text: str, replays: int) -> float:
     replayer = Replayer(
         workflows=[EngagementPlanWorkflow],
         workflow_runner=plan_runner(settings),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
 
     async def histories() -> AsyncIterator[WorkflowHistory]:

@@ -212,14 +212,14 @@ async def browser() -> AsyncIterator[Any]:
 @pytest.fixture
 async def ts_env() -> AsyncIterator[Any]:
     """A fresh time-skipping Temporal test server (its clock jumps after result())."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
     from temporal_client import register_search_attributes
+    from temporal_converter import DATA_CONVERTER
 
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(TEMPORAL_TEST_SERVER),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
     await register_search_attributes(env.client)
     yield env
@@ -231,14 +231,14 @@ async def dev_env() -> AsyncIterator[Any]:
     """One Temporal dev server (with visibility) for the session, started as `leadpilot
     dev` starts it (devstack.dev_server_flags: one partition per task queue, so a backlog
     is dispatched in the order the server promises); tests keep ids apart."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
     from devstack import dev_server_flags
+    from temporal_converter import DATA_CONVERTER
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_extra_args=dev_server_flags(),
     )
     yield env

@@ -19,7 +19,6 @@ import pytest
 from aiogram.fsm.storage.base import StorageKey
 from aiohttp import web
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bot.app import build_dispatcher, build_webhook_app, make_process_bot
@@ -38,6 +37,7 @@ from storage.plan_cancels import PlanCancelOutbox
 from storage.users import UserRepository
 from telegram_ui.callbacks import LeadStatusCallback
 from telegram_ui.texts import REJECTION_TEXT, STILL_WORKING, TRY_AGAIN, rejection_text
+from temporal_converter import DATA_CONVERTER
 from tests.bot_fixtures import BotStack, PollingBot, bot_stack
 from tests.conftest import TEMPORAL_CLI
 from tests.faults.harness import StoppablePostgres
@@ -67,9 +67,7 @@ async def unreachable_temporal() -> Client:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return await Client.connect(
-        f"127.0.0.1:{port}", lazy=True, data_converter=pydantic_data_converter
-    )
+    return await Client.connect(f"127.0.0.1:{port}", lazy=True, data_converter=DATA_CONVERTER)
 
 
 @pytest.fixture
@@ -604,7 +602,7 @@ async def test_temporal_down_under_a_running_bot(
     the owner is told how to draft its plan later; lists keep working (they read the
     mirror); a button that needs Temporal is answered "unreachable", not left spinning."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI), data_converter=pydantic_data_converter
+        dev_server_existing_path=str(TEMPORAL_CLI), data_converter=DATA_CONVERTER
     )
     bot = PollingBot(pool, env.client, _settings(db_url, telegram))
     bot.start()

@@ -12,13 +12,13 @@ import asyncpg
 import pytest
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from storage.activity_log import ActivityLogRepository
 from storage.leads import LeadRepository
 from storage.reminders import ReminderRepository
+from temporal_converter import DATA_CONVERTER
 from tests.rig import ANYTIME, OWNER, STEPS, describe_raw, local, plan_rig
 from workflows.engagement_plan import EngagementPlanWorkflow
 from workflows.errors import Rejection, rejection_of
@@ -63,7 +63,7 @@ def step_reminded(step_id: int, count: int) -> Callable[[PlanState], bool]:
 def plan_replayer() -> Replayer:
     return Replayer(
         workflows=[EngagementPlanWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=workflow_runner(),
     )
 
@@ -713,9 +713,7 @@ async def test_a_reminder_costs_two_workflow_tasks_and_one_activity(
         assert (tasks, activities, markers) == (2, 1, 0)
         # The UI names each timer after what it waits for.
         timer = after[next_timer]
-        summary = pydantic_data_converter.payload_converter.from_payload(
-            timer.user_metadata.summary, str
-        )
+        summary = DATA_CONVERTER.payload_converter.from_payload(timer.user_metadata.summary, str)
         assert summary == "wait 2 days, then nudge 3 for step 1"
 
 

@@ -38,12 +38,12 @@ import asyncpg
 import pytest
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from storage.leads import LeadRepository
 from storage.models import LeadStatus
+from temporal_converter import DATA_CONVERTER
 from tests.rig import ANYTIME, OWNER, STEPS, PlanRig, describe_raw, plan_rig
 from tests.test_engagement_plan import search_attribute
 from tests.test_plan_races import task_failures
@@ -447,7 +447,7 @@ async def check_spacing(case: Case) -> None:
         if e.HasField("activity_task_scheduled_event_attributes"):
             attrs = e.activity_task_scheduled_event_attributes
             if attrs.activity_type.name == "send_reminder":
-                (req,) = pydantic_data_converter.payload_converter.from_payloads(
+                (req,) = DATA_CONVERTER.payload_converter.from_payloads(
                     attrs.input.payloads, [ReminderRequest]
                 )
                 scheduled[e.event_id] = req
@@ -456,7 +456,7 @@ async def check_spacing(case: Case) -> None:
             req = scheduled.get(done.scheduled_event_id)
             if req is None:
                 continue
-            (result,) = pydantic_data_converter.payload_converter.from_payloads(
+            (result,) = DATA_CONVERTER.payload_converter.from_payloads(
                 done.result.payloads, [ReminderResult]
             )
             if result.not_sent is not None:
