@@ -94,6 +94,29 @@ def reminders_to(telegram: Any, chat_id: int) -> list[str]:
     return [m.text for m in telegram.sent(chat_id) if m.text and "Step " in m.text]
 
 
+async def update_mirror_writes(handle: WorkflowHandle[Any, Any], update: str) -> list[int]:
+    """For each `update` the plan took, how many mirror writes its workflow task made."""
+    counts: list[int] = []
+    accepted: dict[str, int] = {}
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_update_accepted_event_attributes"):
+            attrs = event.workflow_execution_update_accepted_event_attributes
+            if attrs.accepted_request.input.name == update:
+                accepted[attrs.protocol_instance_id] = len(counts)
+                counts.append(0)
+        elif event.HasField("workflow_execution_update_completed_event_attributes"):
+            accepted.pop(
+                event.workflow_execution_update_completed_event_attributes.meta.update_id, None
+            )
+        elif (
+            event.HasField("marker_recorded_event_attributes")
+            and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        ):
+            for index in accepted.values():
+                counts[index] += 1
+    return counts
+
+
 async def log_types(pool: asyncpg.Pool, lead_id: int) -> list[str]:
     return [
         e.activity_type for e in reversed(await ActivityLogRepository(pool).for_lead(lead_id, 500))
@@ -355,6 +378,10 @@ async def test_replace_plan_closes_old_rows_and_stales_old_buttons(
         assert state.plan_version == 2 and [s.step_id for s in state.steps] == [1, 2, 3, 4, 5]
         assert state.status == PlanStatus.ACTIVE and state.current_step_id == 1
         await rig.assert_mirror_matches(state)
+        # The rows were written once for the replacement, both log lines with that write.
+        assert await update_mirror_writes(handle, "replace_plan") == [1]
+        types = await log_types(pool, lead)
+        assert types.count("plan_replaced") == 1 and types.count("plan_created") == 2
         async with pool.acquire() as conn:
             old_rows = await conn.fetch(
                 "SELECT status FROM scheduled_reminders WHERE lead_id=$1 AND plan_version=1", lead

@@ -209,7 +209,8 @@ SCENARIOS: dict[str, Scenario] = {
     "escalation_auto_snooze": escalation_and_auto_snooze,
     "escalation_with_send_lead": escalation_with_send_lead,
     "pause_resume": pause_and_resume,
-    "replace_plan_after_send": replace_plan_after_a_send,
+    "replace_plan_after_send": replace_plan_after_a_send,  # before PATCH_ONE_MIRROR_PER_REPLACE
+    "replace_plan_one_mirror": replace_plan_after_a_send,
     "cancel_while_escalating": cancel_while_escalating,
     "blocked_resume": blocked_then_resumed,
 }

@@ -35,8 +35,8 @@ Concurrency design (why no owner action can leave a plan stuck, resurrected or d
 Versioning: histories recorded from released code live in tests/histories/ and must
 replay. A change of the command sequence goes behind `workflow.patched`: see
 `PATCH_SPACED_NUDGES` (it also keeps the released in-place drafting,
-`_legacy_draft`/`_legacy_replace`, for plans begun before it) and
-`PATCH_NOTICE_AFTER_ANSWER`.
+`_legacy_draft`/`_legacy_replace`, for plans begun before it),
+`PATCH_NOTICE_AFTER_ANSWER` and `PATCH_ONE_MIRROR_PER_REPLACE`.
 """
 
 from __future__ import annotations
@@ -125,6 +125,10 @@ PATCH_SPACED_NUDGES = "spaced-nudges"
 # "plan completed" notice afterwards. Released before, the handler awaited the notice, so
 # a Done tap waited for the telegram queue's rate limit and the chat's spacing.
 PATCH_NOTICE_AFTER_ANSWER = "completion-notice-after-answer"
+# Replacing the steps writes the rows once, both log lines with it (as a drafted
+# replacement always did); released before, it wrote them twice, the first write already
+# holding the new plan.
+PATCH_ONE_MIRROR_PER_REPLACE = "one-mirror-per-replace"
 
 
 def _error_type(err: ActivityError) -> str | None:
@@ -774,9 +778,12 @@ class EngagementPlanWorkflow:
         old = st.plan_version
         self._rules.replace(req.steps, workflow.now(), await_approval=False)
         awaiting = st.status == PlanStatus.AWAITING_APPROVAL
-        await self._mirror(self._log("plan_replaced", f"plan v{old} replaced"))
         verb = "drafted" if awaiting else "started"
-        await self._mirror(self._log("plan_created", f"plan v{st.plan_version} {verb}"))
+        logs = [self._log("plan_replaced", f"plan v{old} replaced")]
+        if not workflow.patched(PATCH_ONE_MIRROR_PER_REPLACE):
+            await self._mirror(*logs)  # released: the rows written twice
+            logs = []
+        await self._mirror(*logs, self._log("plan_created", f"plan v{st.plan_version} {verb}"))
         if awaiting:
             await self._notify_plan_ready()
         return st
