@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # slot, Telegram's answer), and the server's rate limit bounds how many start per
     # second, so this is not a CPU bound; sends waiting out their lead need room.
     max_concurrent_sends: int = Field(default=100, ge=1)
+    # Seconds between sweeps of reminder buttons left on answered steps (telegram queue;
+    # telegram_ui/stale_buttons.py); 0: none.
+    stale_buttons_sweep_seconds: float = Field(default=60.0, ge=0)
     workflow_task_pollers: int = Field(default=5, ge=2)
     activity_task_pollers: int = Field(default=5, ge=1)
     worker_db_pool_size: int = Field(default=10, ge=1)

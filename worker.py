@@ -219,12 +219,19 @@ async def running_workers(settings: Settings) -> AsyncIterator[None]:
         workers.append(telegram_worker(client, pool, bot, settings, interceptors))
     tasks = [asyncio.create_task(w.run()) for w in workers]
     log.info("polling after %.1f s", time.monotonic() - began)
-    counting = runtime and asyncio.create_task(report_plan_counts(client, runtime))
+    chores = []
+    if runtime:
+        chores.append(asyncio.create_task(report_plan_counts(client, runtime)))
+    if bot is not None and settings.stale_buttons_sweep_seconds > 0:
+        from telegram_ui.stale_buttons import sweep_forever
+
+        sweep = sweep_forever(bot, pool, settings.stale_buttons_sweep_seconds)
+        chores.append(asyncio.create_task(sweep))
     try:
         yield
     finally:
-        if counting:
-            counting.cancel()
+        for chore in chores:
+            chore.cancel()
         # Graceful: stop polling, let running activities finish.
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await asyncio.gather(*tasks, return_exceptions=True)

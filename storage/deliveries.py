@@ -183,6 +183,31 @@ class DeliveryLedger:
         )
         return [LiveButtons(r["delivery_key"], r["telegram_id"], r["message_id"]) for r in rows]
 
+    async def stale_buttons(self, settled_seconds: float, limit: int) -> list[LiveButtons]:
+        """Reminders that still show buttons nobody should tap, oldest first: their step
+        is closed or snoozed in the mirror, or a newer reminder of it went out. Only steps
+        whose row has not changed for `settled_seconds`, so the clearing right after a tap
+        or a nudge goes first. (Who answered does not matter: the bot, the Mini App, an
+        operator through Temporal, a cancelled lead.)"""
+        rows = await self._db.fetch(
+            """
+            SELECT d.delivery_key, d.telegram_id, d.message_id FROM telegram_deliveries d
+            JOIN scheduled_reminders r USING (lead_id, plan_version, step_id)
+            WHERE d.step_id IS NOT NULL AND d.buttons_cleared_at IS NULL
+              AND d.status = 'sent' AND d.message_id IS NOT NULL
+              AND r.updated_at < clock_timestamp() - make_interval(secs => $1)
+              AND (r.status <> 'sent' OR EXISTS (
+                    SELECT 1 FROM telegram_deliveries n
+                    WHERE n.lead_id = d.lead_id AND n.plan_version = d.plan_version
+                      AND n.step_id = d.step_id AND n.status = 'sent' AND n.id > d.id))
+            ORDER BY d.id
+            LIMIT $2
+            """,
+            settled_seconds,
+            limit,
+        )
+        return [LiveButtons(r["delivery_key"], r["telegram_id"], r["message_id"]) for r in rows]
+
     async def buttons_cleared(self, delivery_key: str) -> None:
         """The message's keyboard is gone (or can never be removed): don't edit it again."""
         await self._db.execute(

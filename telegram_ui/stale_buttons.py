@@ -8,22 +8,26 @@ lives beside the keyboards.
 
 Best effort by design: a tap on a message that kept its buttons is still refused by the
 workflow ("Already handled"). Edits do not take the chat's send slot (Telegram's ~1/s
-per chat is about new messages; the bot's edits after a tap don't either).
+per chat is about new messages; the bot's edits after a tap don't either). What the
+immediate clearing misses (a step closed outside the bot, an edit Telegram refused) the
+telegram worker's periodic sweep clears.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import asyncpg
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramNetworkError
 
-from storage.deliveries import DeliveryLedger, StepRef
+from storage.deliveries import DeliveryLedger, LiveButtons, StepRef
 
 log = logging.getLogger("leadpilot.telegram")
 
 EDIT_TIMEOUT = 5
+SWEEP_LOCK = 0x1EAD_B077  # pg advisory lock key: one sweeper across worker processes
 
 
 async def clear_stale_buttons(
@@ -39,12 +43,45 @@ async def clear_stale_buttons(
 
     `edited_message_id` is a message the caller has just edited itself (the tapped one):
     it is only marked. A message that is unchanged, gone or too old to edit (400) is
-    marked too; a 429, 403, 5xx or network error stops here and leaves the rest for the
-    next time, so a reminder is never held up by cosmetics.
+    marked too; a 429, 403, 5xx or network error stops here and leaves the rest to the
+    sweep (`sweep_stale_buttons`), so a reminder is never held up by cosmetics.
     """
     ledger = DeliveryLedger(pool)
+    return await _clear(bot, ledger, await ledger.live_buttons(step, before_key), edited_message_id)
+
+
+async def sweep_stale_buttons(
+    bot: Bot, pool: asyncpg.Pool, settled_seconds: float = 30.0, limit: int = 100
+) -> int:
+    """Clear what the paths above left: steps answered outside the bot (an operator's
+    `temporal workflow update`, the Temporal UI), cancelled leads and replaced plans, and
+    edits Telegram refused for a while. One sweeper at a time across processes."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
+            return 0
+        ledger = DeliveryLedger(conn)
+        return await _clear(bot, ledger, await ledger.stale_buttons(settled_seconds, limit))
+
+
+async def sweep_forever(bot: Bot, pool: asyncpg.Pool, every: float) -> None:
+    """Sweep every `every` seconds; a step is swept once its row has been still as long."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            if cleared := await sweep_stale_buttons(bot, pool, settled_seconds=every):
+                log.info("cleared the buttons of %d answered reminders", cleared)
+        except Exception as err:  # a chore: the next sweep tries again
+            log.warning("stale buttons not swept: %r", err)
+
+
+async def _clear(
+    bot: Bot,
+    ledger: DeliveryLedger,
+    messages: list[LiveButtons],
+    edited_message_id: int | None = None,
+) -> int:
     edited = 0
-    for msg in await ledger.live_buttons(step, before_key):
+    for msg in messages:
         if msg.message_id != edited_message_id:
             try:
                 await bot.edit_message_reply_markup(
@@ -57,7 +94,7 @@ async def clear_stale_buttons(
             except TelegramBadRequest as err:  # not modified, not found, can't be edited
                 log.info("buttons of message %s stay: %s", msg.message_id, err.message)
             except (TelegramAPIError, TelegramNetworkError, TimeoutError) as err:
-                log.info("clearing buttons of lead %s left for later: %s", step.lead_id, err)
+                log.info("clearing buttons of message %s left for later: %s", msg.message_id, err)
                 break
         await ledger.buttons_cleared(msg.delivery_key)
     return edited

@@ -1,0 +1,112 @@
+"""The sweep of reminder buttons the immediate clearing missed: steps answered outside
+the bot (an operator's `temporal workflow update`, the Temporal UI), cancelled leads,
+replaced plans, and edits Telegram refused for a while."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiogram import Bot
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from activities.mirror import state_rows
+from activities.telegram import TelegramActivities
+from settings import Settings
+from storage.reminders import ReminderRepository
+from telegram_ui.session import make_bot
+from telegram_ui.stale_buttons import sweep_stale_buttons
+from tests.rig import ANYTIME, eventually, plan_rig
+from tests.test_engagement_plan import answer, step_is
+from tests.test_telegram_activities import bot, nudge, reminder, step_messages
+from worker import running_workers
+from workflows.engagement_plan import EngagementPlanWorkflow
+from workflows.models import StepStatus
+
+__all__ = ["bot"]  # the fixture
+
+
+def live(telegram: Any) -> list[bool]:
+    return [bool(m.buttons) for m in step_messages(telegram)]
+
+
+async def test_a_step_answered_outside_the_bot_loses_its_buttons_once(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="lead-s1:v1:s1:r0:n1")
+    await ActivityEnvironment().run(acts.send_reminder, req)
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 0
+    assert live(telegram) == [True]  # the open step's reminder invites a tap
+    # The workflow's mirror write after an answer that did not come through the bot.
+    answered = req.state.model_copy(deep=True, update={"revision": 99})
+    answered.steps[0].status = StepStatus.COMPLETED
+    await ReminderRepository(pool).upsert_steps(state_rows(answered))
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=30) == 0  # the bot's turn
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 1
+    assert live(telegram) == [False]
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 0
+    assert len(telegram.calls("editMessageReplyMarkup")) == 1
+
+
+async def test_the_sweep_finishes_edits_telegram_refused(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """A 429 left the first reminder's buttons when the nudge went out; a 429 stops the
+    sweep too, and the next one clears it. The nudge, newest of an open step, stays live."""
+    acts = TelegramActivities(bot, pool, chat_spacing=0.1)
+    first = await reminder(pool, key="lead-s2:v1:s1:r0:n1")
+    await ActivityEnvironment().run(acts.send_reminder, first)
+    telegram.fail_next("editMessageReplyMarkup", 429, retry_after=1)
+    await ActivityEnvironment().run(acts.send_reminder, nudge(first, 2))
+    assert live(telegram) == [True, True]
+    telegram.fail_next("editMessageReplyMarkup", 429, retry_after=1)
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 0
+    assert live(telegram) == [True, True]
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 1
+    assert live(telegram) == [False, True]
+
+
+async def test_an_answer_through_temporal_clears_the_reminder_on_the_next_sweep(
+    ts_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """`temporal workflow update execute --name complete_step` (or the UI) answers the
+    step: the owner's reminder in Telegram stops inviting a tap."""
+    async with plan_rig(ts_env.client, db_url, pool, telegram) as rig:
+        handle = await rig.start(await rig.new_lead(), approved=True, schedule=ANYTIME)
+        state = await rig.wait_state(handle, step_is(1, StepStatus.SENT))
+        (message,) = [m for m in telegram.sent(state.telegram_id) if m.buttons]
+        await answer(handle, EngagementPlanWorkflow.complete_step, state)
+        sweeper = make_bot(telegram.token, telegram.base_url)
+        try:
+            assert await sweep_stale_buttons(sweeper, pool, settled_seconds=0) == 1
+        finally:
+            await sweeper.session.close()
+        (after,) = [
+            m for m in telegram.sent(state.telegram_id) if m.message_id == message.message_id
+        ]
+        assert not after.buttons
+
+
+async def test_the_telegram_worker_sweeps_on_its_own(
+    dev_env: Any, db_url: str, pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="lead-s4:v1:s1:r0:n1")
+    await ActivityEnvironment().run(acts.send_reminder, req)
+    cancelled = req.state.model_copy(deep=True, update={"revision": 99})
+    cancelled.steps[0].status = StepStatus.CANCELLED  # the lead was closed
+    await ReminderRepository(pool).upsert_steps(state_rows(cancelled))
+    settings = Settings(
+        database_url=db_url, telegram_bot_token=telegram.token,
+        telegram_api_base=telegram.base_url, worker_queues=["telegram"],
+        temporal_address=dev_env.client.service_client.config.target_host,
+        stale_buttons_sweep_seconds=0.2,
+    )  # fmt: skip
+    async with running_workers(settings):
+
+        async def swept() -> bool:
+            return not live(telegram)[0]
+
+        await eventually(swept)
+    assert live(telegram) == [False]
