@@ -17,9 +17,13 @@ import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage.migrate import apply_migrations
 from workflows import search_attributes as sa
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 DATA_DIR = Path(os.environ.get("LEADPILOT_DATA_DIR", ".leadpilot")).resolve()
 TEMPORAL_CLI = Path(sys.prefix) / "bin" / "temporal"
@@ -110,6 +114,30 @@ async def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float
         await asyncio.sleep(0.2)
 
 
+async def connect_when_healthy(
+    address: str, namespace: str, proc: subprocess.Popen[bytes], seconds: float = 60
+) -> Client:
+    """The dev server opens its port before its frontend is healthy; on a busy machine
+    the first connect can meet "Frontend is not healthy yet"."""
+    from temporal_client import connect
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            return await connect(address, namespace)
+        except RuntimeError as err:
+            if proc.poll() is not None:
+                raise DevError(
+                    f"the Temporal dev server exited; see {DATA_DIR / 'temporal.log'}"
+                ) from err
+            if loop.time() > deadline:
+                raise DevError(
+                    f"the Temporal dev server was not healthy in {seconds:.0f}s: {err}"
+                ) from err
+            await asyncio.sleep(0.3)
+
+
 async def run(day_seconds: int | None) -> None:
     from bot.app import run_bot
     from emulators.webchat import mount_webchat
@@ -133,7 +161,12 @@ async def run(day_seconds: int | None) -> None:
             await wait_for_port(TEMPORAL_PORT, temporal)
             address = f"127.0.0.1:{TEMPORAL_PORT}"
             say(f"temporal      {address}   Web UI: http://127.0.0.1:{TEMPORAL_UI_PORT}")
-        client = await connect(address, env.get("TEMPORAL_NAMESPACE", "default"))
+        namespace = env.get("TEMPORAL_NAMESPACE", "default")
+        client = await (
+            connect_when_healthy(address, namespace, temporal)
+            if temporal
+            else connect(address, namespace)
+        )
         await register_search_attributes(client)
 
         overrides: dict[str, object] = {"database_url": database_url, "temporal_address": address}
