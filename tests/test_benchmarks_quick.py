@@ -26,6 +26,7 @@ FIGURES = [
     "the same due times, 60-s poller p50 / p99 / max",
     "button tap → answered and state changed, p50 / p95",
     "button tap → answered, p50 / p95, taps alone",
+    "button tap → answered, p50 / p95, taps alone, plans in the cache",
     "workflow tasks per reminder (mean / max)",
     "per completed plan: workflow tasks / Actions",
     "10,000 leads/month on Temporal Cloud",
