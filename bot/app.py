@@ -22,6 +22,7 @@ from bot.bulk import BulkRunner
 from bot.failures import answer_failure
 from bot.middlewares import (
     CallbackDeadlineMiddleware,
+    HandleOnceMiddleware,
     RegisterUserMiddleware,
     ResumeBlockedMiddleware,
 )
@@ -32,6 +33,7 @@ from services.plans import CancelRetrier, PlanService
 from settings import Settings, load_settings, revealed, usable_miniapp_url
 from storage.db import create_pool
 from storage.fsm import PostgresEventIsolation, PostgresStorage, create_lock_pool
+from storage.handled_updates import HandledUpdates
 from telegram_ui import texts
 from telegram_ui.session import make_bot
 from temporal_client import connect
@@ -76,6 +78,7 @@ def build_dispatcher(
         plans=plans,
         bulk=bulk,
     )
+    dp.update.outer_middleware(HandleOnceMiddleware(pool))
     dp.callback_query.outer_middleware(CallbackDeadlineMiddleware())
     registration = RegisterUserMiddleware(pool)
     dp.message.outer_middleware(registration)
@@ -94,6 +97,7 @@ def build_dispatcher(
         background_stop.clear()
         with contextlib.suppress(asyncpg.PostgresError, OSError):
             await storage.forget_stale(DIALOG_RETENTION_DAYS)
+            await HandledUpdates(pool).forget_old()
         background.append(asyncio.create_task(CancelRetrier(plans).run(background_stop)))
         background.append(asyncio.create_task(bulk.run(bot, background_stop)))
         with contextlib.suppress(TelegramAPIError):  # a menu is not worth failing start-up
@@ -150,9 +154,11 @@ def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings) -> web.Appli
     if not secret:
         raise ValueError("webhook mode needs WEBHOOK_SECRET")
     app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(
-        app, path=webhook_path(settings)
-    )
+    # Answered once handled (not on receipt): Telegram delivers the update again if this
+    # replica dies first. A shutdown stops taking updates and finishes those in flight.
+    SimpleRequestHandler(
+        dispatcher=dp, bot=bot, secret_token=secret, handle_in_background=False
+    ).register(app, path=webhook_path(settings))
     setup_application(app, dp, bot=bot)
     return app
 

@@ -1,5 +1,6 @@
-"""Cross-cutting: every update registers (or refreshes) its sender, handlers get the row;
-an owner who talks to the bot again gets their blocked plans back."""
+"""Cross-cutting: an update is handled once however often Telegram delivers it; every
+update registers (or refreshes) its sender, handlers get the row; an owner who talks to
+the bot again gets their blocked plans back."""
 
 from __future__ import annotations
 
@@ -11,16 +12,54 @@ from typing import Any
 
 import asyncpg
 from aiogram import BaseMiddleware, Bot
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import CallbackQuery, ChatMemberUpdated, TelegramObject
+from aiogram.types import CallbackQuery, ChatMemberUpdated, TelegramObject, Update
 from aiogram.types import User as TgUser
 
 from services.plans import ActionRejected, PlanService
+from storage.handled_updates import HandledUpdates
 from storage.lead_views import LeadViews
 from storage.users import UserRepository
 from telegram_ui.texts import STILL_WORKING, welcome_back
 
 log = logging.getLogger("leadpilot.bot")
+
+
+class HandleOnceMiddleware(BaseMiddleware):
+    """An update Telegram delivers again after it was handled is skipped.
+
+    Telegram delivers an update until a webhook answers it, and webhook mode answers only
+    once the update is handled, so one whose replica died mid-way reaches another replica;
+    a second copy also comes when only the answer was lost. On `dp.update` inside the
+    dispatcher's FSM middleware, so within the chat's lock: two copies never run at once.
+    A handler that raised is not recorded (the owner was told; a copy may try again).
+    """
+
+    PRUNE_EVERY = 1000  # recorded updates between deletions of ids Telegram forgot
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._updates = HandledUpdates(pool)
+        self._recorded = 0
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        bot: Bot | None = data.get("bot")
+        if not isinstance(event, Update) or bot is None:
+            return await handler(event, data)
+        if await self._updates.seen(bot.id, event.update_id):
+            log.info("update %s was handled already: Telegram delivered it again", event.update_id)
+            return UNHANDLED
+        result = await handler(event, data)
+        await self._updates.record(bot.id, event.update_id)
+        self._recorded += 1
+        if self._recorded % self.PRUNE_EVERY == 0:
+            await self._updates.forget_old()
+        return result
 
 
 class RegisterUserMiddleware(BaseMiddleware):

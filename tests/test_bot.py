@@ -374,6 +374,11 @@ async def test_run_bot_serves_and_stops_gracefully(
         assert {"pause", "resume", "cancel", "help"} <= menu
         if mode == "webhook":
             assert telegram.webhook.url == settings.webhook_url
+            # Telegram hears 200 once the update is handled: after the reply went out.
+            async def confirmed() -> bool:
+                return bool(telegram.webhook_deliveries)
+
+            await eventually(confirmed)
             assert telegram.webhook_deliveries[-1].status == 200
     finally:
         stop.set()

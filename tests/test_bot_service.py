@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from aiogram import Bot
 from aiogram.fsm.storage.base import StorageKey
-from aiohttp import web
+from aiohttp import ClientError, web
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -42,12 +46,15 @@ from tests.bot_fixtures import BotStack, PollingBot, bot_stack
 from tests.conftest import TEMPORAL_CLI
 from tests.faults.harness import StoppablePostgres
 from tests.rig import eventually
+from tests.test_processes import clean_env
 from workflows.errors import Rejection
 from workflows.models import PlanState, PlanStatus, StepAction, StepStatus
 
 pytestmark = pytest.mark.usefixtures("distinct_lead_ids")  # the dev server is shared
 
 ALICE = 1001
+WEBHOOK_SECRET = "replica-secret"
+ROOT = Path(__file__).resolve().parent.parent
 BOB = 2002
 CAROL = 3003
 
@@ -204,33 +211,60 @@ async def test_dialog_survives_a_bot_restart(slow: BotStack) -> None:
     assert await slow.pool.fetchval("SELECT count(*) FROM bot_fsm_state") == 0
 
 
+@dataclass
+class Replica:
+    """One bot process in webhook mode (its own pools, Bot and Dispatcher), in-process."""
+
+    url: str
+    runner: web.AppRunner
+    pools: list[asyncpg.Pool]
+    bot: Bot
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+        await self.bot.session.close()
+        for p in self.pools:
+            await p.close()
+
+
+def _webhook_settings(db_url: str, telegram: Any, port: int) -> Settings:
+    return _settings(
+        db_url, telegram, bot_mode="webhook", webhook_secret=WEBHOOK_SECRET,
+        webhook_url=f"http://127.0.0.1:{port}/telegram/webhook",
+    )  # fmt: skip
+
+
+async def _replica(client: Client, db_url: str, telegram: Any) -> Replica:
+    port = _free_port()
+    settings = _webhook_settings(db_url, telegram, port)
+    pools = [await create_pool(db_url), await create_lock_pool(db_url)]
+    bot = make_process_bot(settings, pools[0])
+    dp = build_dispatcher(pools[0], client, settings, lock_pool=pools[1])
+    runner = web.AppRunner(build_webhook_app(dp, bot, settings))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    assert settings.webhook_url is not None
+    return Replica(settings.webhook_url, runner, pools, bot)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _chat_lock(telegram: Any, chat_id: int) -> str:
+    bot_id = int(telegram.token.split(":")[0])
+    return lock_name(StorageKey(bot_id=bot_id, chat_id=chat_id, user_id=chat_id))
+
+
 async def test_two_webhook_replicas_share_one_dialog(
     dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
 ) -> None:
     """Two bot processes in webhook mode behind a balancer taking alternate updates of
     one /add dialog: each continues where the other left off; and while one replica is
     in the middle of a chat's update, the other waits before handling that chat's next."""
-    replicas: list[tuple[str, web.AppRunner, list[asyncpg.Pool], Any]] = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        settings = _settings(
-            db_url,
-            telegram,
-            bot_mode="webhook",
-            webhook_url=f"http://127.0.0.1:{port}/telegram/webhook",
-            webhook_secret="replica-secret",
-        )
-        # Each replica has its own pools, Bot and Dispatcher, as separate processes would.
-        pools = [await create_pool(db_url), await create_lock_pool(db_url)]
-        bot = make_process_bot(settings, pools[0])
-        dp = build_dispatcher(pools[0], dev_env.client, settings, lock_pool=pools[1])
-        runner = web.AppRunner(build_webhook_app(dp, bot, settings))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        assert settings.webhook_url is not None
-        replicas.append((settings.webhook_url, runner, pools, bot))
+    replicas = [await _replica(dev_env.client, db_url, telegram) for _ in range(2)]
     try:
         steps = [
             ("/add", "Send their name"),
@@ -241,33 +275,104 @@ async def test_two_webhook_replicas_share_one_dialog(
         for i, (text, expect) in enumerate(steps):
             mark = telegram.call_count
             telegram.user_says(ALICE, text)
-            url = replicas[i % 2][0]
-            assert await telegram.post_update_to(url, "replica-secret") == 200
+            assert await telegram.post_update_to(replicas[i % 2].url, WEBHOOK_SECRET) == 200
             await telegram.wait_for_message(ALICE, expect, timeout=15, since=mark)
         lead = await _wait_lead(pool, ALICE)
         assert (lead.prospect_name, lead.prospect_company) == ("Ada", "Analytical Engines")
 
         # "Replica A" (this test) is mid-update for Alice's chat: replica B's /help for
         # the same chat waits on the chat's lock, and runs once it is released.
-        bot_b = replicas[1][3]
-        name = lock_name(StorageKey(bot_id=bot_b.id, chat_id=ALICE, user_id=ALICE))
+        name = _chat_lock(telegram, ALICE)
         async with pool.acquire() as holder:
             await holder.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", name)
             mark = telegram.call_count
             telegram.user_says(ALICE, "/help")
-            assert await telegram.post_update_to(replicas[1][0], "replica-secret") == 200
+            posting = asyncio.create_task(telegram.post_update_to(replicas[1].url, WEBHOOK_SECRET))
             # B tries the chat's lock again and again meanwhile (it answers /help within
             # a tenth of a second when the chat is free).
             await asyncio.sleep(1.5)
             assert telegram.calls("sendMessage", chat_id=ALICE)[-1].seq < mark
             await holder.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
+            assert await posting == 200
         await telegram.wait_for_message(ALICE, "/leads", timeout=15, since=mark)
     finally:
-        for _, runner, pools, bot in replicas:
-            await runner.cleanup()
-            await bot.session.close()
-            for p in pools:
-                await p.close()
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_a_webhook_update_is_confirmed_once_handled_and_a_second_copy_is_skipped(
+    dev_env: WorkflowEnvironment, db_url: str, telegram: Any
+) -> None:
+    """Telegram hears 200 only once the reply is out, so nothing it stops delivering
+    is unhandled; a copy it delivers again (the 200 was lost) changes nothing."""
+    replica = await _replica(dev_env.client, db_url, telegram)
+    try:
+        telegram.user_says(ALICE, "/help")
+        (update,) = telegram.pending_updates
+        assert await telegram.post_update_to(replica.url, WEBHOOK_SECRET) == 200
+        assert len(telegram.calls("sendMessage", chat_id=ALICE)) == 1  # before the 200
+        assert await telegram.post_update_to(replica.url, WEBHOOK_SECRET, update=update) == 200
+        await asyncio.sleep(0.5)
+        assert len(telegram.calls("sendMessage", chat_id=ALICE)) == 1
+    finally:
+        await replica.close()
+
+
+@pytest.mark.e2e
+async def test_an_update_of_a_killed_webhook_replica_is_handled_by_another(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """A bot process (`python -m bot`, webhook mode) is SIGKILLed in the middle of an
+    update: Telegram's delivery fails, so the update stays Telegram's to deliver again,
+    and the next replica it reaches handles it, once."""
+    port = _free_port()
+    settings = _webhook_settings(db_url, telegram, port)
+    env = clean_env(
+        DATABASE_URL=db_url, TELEGRAM_BOT_TOKEN=telegram.token,
+        TELEGRAM_API_BASE=telegram.base_url, BOT_MODE="webhook",
+        WEBHOOK_URL=str(settings.webhook_url), WEBHOOK_SECRET=WEBHOOK_SECRET,
+        WEBHOOK_HOST="127.0.0.1", WEBHOOK_PORT=str(port),
+        TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
+    )  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        seen = b""
+        while b"webhook listening" not in seen:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line, seen.decode()
+            seen += line
+        name = _chat_lock(telegram, ALICE)
+        async with pool.acquire() as holder:
+            # The replica will be mid-update: waiting for the chat, which another holds.
+            await holder.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", name)
+            telegram.user_says(ALICE, "/help")
+            posting = asyncio.create_task(
+                telegram.post_update_to(str(settings.webhook_url), WEBHOOK_SECRET)
+            )
+            await asyncio.sleep(1.0)
+            proc.kill()
+            await proc.wait()
+            with pytest.raises((ClientError, TimeoutError)):
+                await posting
+            await holder.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
+        assert len(telegram.pending_updates) == 1  # not confirmed: Telegram keeps it
+        assert not telegram.calls("sendMessage", chat_id=ALICE)
+        other = await _replica(dev_env.client, db_url, telegram)
+        try:
+            assert await telegram.post_update_to(other.url, WEBHOOK_SECRET) == 200
+        finally:
+            await other.close()
+        assert not telegram.pending_updates
+        assert len(telegram.calls("sendMessage", chat_id=ALICE)) == 1
+        await telegram.wait_for_message(ALICE, "/leads", timeout=5)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 @pytest.fixture(scope="module")
