@@ -42,6 +42,7 @@ log = logging.getLogger("leadpilot.bot")
 
 COMMANDS = [BotCommand(command=name, description=about) for name, about in texts.COMMANDS]
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
+WEBHOOK_MAX_CONNECTIONS = 100
 # A dialog left half-way (an /add never finished, an offer never answered) is dropped
 # after this many days, on the next bot start.
 DIALOG_RETENTION_DAYS = 7
@@ -174,6 +175,9 @@ async def _serve_webhook(dp: Dispatcher, bot: Bot, settings: Settings, stop: asy
         settings.webhook_url,
         secret_token=revealed(settings.webhook_secret),
         allowed_updates=dp.resolve_used_update_types(),
+        # Each delivery is held until its update is handled: Telegram's most (its default
+        # is 40) keeps a slow tap from holding up other chats.
+        max_connections=WEBHOOK_MAX_CONNECTIONS,
     )
     log.info("webhook listening on %s:%s", settings.webhook_host, settings.webhook_port)
     try:

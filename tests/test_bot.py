@@ -374,6 +374,7 @@ async def test_run_bot_serves_and_stops_gracefully(
         assert {"pause", "resume", "cancel", "help"} <= menu
         if mode == "webhook":
             assert telegram.webhook.url == settings.webhook_url
+            assert telegram.webhook.max_connections == 100
             # Telegram hears 200 once the update is handled: after the reply went out.
             async def confirmed() -> bool:
                 return bool(telegram.webhook_deliveries)
