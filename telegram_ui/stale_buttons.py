@@ -20,7 +20,12 @@ import logging
 
 import asyncpg
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramNetworkError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+)
 
 from storage.deliveries import DeliveryLedger, LiveButtons, StepRef
 
@@ -42,16 +47,17 @@ async def clear_stale_buttons(
     or all of them); returns how many were edited.
 
     `edited_message_id` is a message the caller has just edited itself (the tapped one):
-    it is only marked. A message that is unchanged, gone or too old to edit (400) is
-    marked too; a 429, 403, 5xx or network error stops here and leaves the rest to the
-    sweep (`sweep_stale_buttons`), so a reminder is never held up by cosmetics.
+    it is only marked. A message that is unchanged, gone or too old to edit (400), or in
+    a chat that blocked the bot (403), is marked too: it never will be edited. A 429, 5xx
+    or network error stops here and leaves the rest to the sweep
+    (`sweep_stale_buttons`), so a reminder is never held up by cosmetics.
     """
     ledger = DeliveryLedger(pool)
     return await _clear(bot, ledger, await ledger.live_buttons(step, before_key), edited_message_id)
 
 
 async def sweep_stale_buttons(
-    bot: Bot, pool: asyncpg.Pool, settled_seconds: float = 30.0, limit: int = 100
+    bot: Bot, pool: asyncpg.Pool, settled_seconds: float, limit: int = 100
 ) -> int:
     """Clear what the paths above left: steps answered outside the bot (an operator's
     `temporal workflow update`, the Temporal UI), cancelled leads and replaced plans, and
@@ -91,7 +97,8 @@ async def _clear(
                     request_timeout=EDIT_TIMEOUT,
                 )
                 edited += 1
-            except TelegramBadRequest as err:  # not modified, not found, can't be edited
+            except (TelegramBadRequest, TelegramForbiddenError) as err:
+                # not modified, not found, can't be edited; the bot blocked, the chat gone
                 log.info("buttons of message %s stay: %s", msg.message_id, err.message)
             except (TelegramAPIError, TelegramNetworkError, TimeoutError) as err:
                 log.info("clearing buttons of message %s left for later: %s", msg.message_id, err)

@@ -217,14 +217,16 @@ class Replica:
 
     url: str
     runner: web.AppRunner
-    pools: list[asyncpg.Pool]
+    pool: asyncpg.Pool
+    lock_pool: asyncpg.Pool
     bot: Bot
 
     async def close(self) -> None:
+        """As `run_bot` stops: the server (updates in flight finish), then the rest."""
         await self.runner.cleanup()
         await self.bot.session.close()
-        for p in self.pools:
-            await p.close()
+        self.lock_pool.terminate()  # its session holds the chat locks
+        await self.pool.close()
 
 
 def _webhook_settings(db_url: str, telegram: Any, port: int) -> Settings:
@@ -237,14 +239,14 @@ def _webhook_settings(db_url: str, telegram: Any, port: int) -> Settings:
 async def _replica(client: Client, db_url: str, telegram: Any) -> Replica:
     port = _free_port()
     settings = _webhook_settings(db_url, telegram, port)
-    pools = [await create_pool(db_url), await create_lock_pool(db_url)]
-    bot = make_process_bot(settings, pools[0])
-    dp = build_dispatcher(pools[0], client, settings, lock_pool=pools[1])
+    pool, lock_pool = await create_pool(db_url), await create_lock_pool(db_url)
+    bot = make_process_bot(settings, pool)
+    dp = build_dispatcher(pool, client, settings, lock_pool=lock_pool)
     runner = web.AppRunner(build_webhook_app(dp, bot, settings))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     assert settings.webhook_url is not None
-    return Replica(settings.webhook_url, runner, pools, bot)
+    return Replica(settings.webhook_url, runner, pool, lock_pool, bot)
 
 
 def _free_port() -> int:
@@ -316,6 +318,33 @@ async def test_a_webhook_update_is_confirmed_once_handled_and_a_second_copy_is_s
         assert len(telegram.calls("sendMessage", chat_id=ALICE)) == 1
     finally:
         await replica.close()
+
+
+async def test_a_stopping_webhook_replica_finishes_the_update_in_flight(
+    dev_env: WorkflowEnvironment, db_url: str, pool: asyncpg.Pool, telegram: Any
+) -> None:
+    """A deploy stops a replica (SIGTERM: the runner's cleanup) while it is in the middle
+    of an update: it takes no more, finishes that one, and Telegram hears 200 for it."""
+    replica = await _replica(dev_env.client, db_url, telegram)
+    stopping: asyncio.Task[None] | None = None
+    try:
+        name = _chat_lock(telegram, ALICE)
+        async with pool.acquire() as holder:
+            await holder.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", name)
+            telegram.user_says(ALICE, "/help")
+            posting = asyncio.create_task(telegram.post_update_to(replica.url, WEBHOOK_SECRET))
+            await asyncio.sleep(1.0)
+            stopping = asyncio.create_task(replica.close())
+            await asyncio.sleep(0.5)
+            assert not stopping.done()  # waiting for the update in flight
+            await holder.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
+            assert await posting == 200
+        await stopping
+        assert not telegram.pending_updates
+        assert len(telegram.calls("sendMessage", chat_id=ALICE)) == 1
+    finally:
+        if stopping is None:
+            await replica.close()
 
 
 @pytest.mark.e2e

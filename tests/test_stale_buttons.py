@@ -49,6 +49,24 @@ async def test_a_step_answered_outside_the_bot_loses_its_buttons_once(
     assert len(telegram.calls("editMessageReplyMarkup")) == 1
 
 
+async def test_a_chat_that_blocked_the_bot_does_not_hold_up_the_sweep(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """403 on an edit is for good: that message is given up, the next ones are cleared."""
+    acts = TelegramActivities(bot, pool)
+    reqs = [await reminder(pool, key=f"lead-s5{i}:v1:s1:r0:n1") for i in range(2)]
+    for req in reqs:
+        await ActivityEnvironment().run(acts.send_reminder, req)
+        answered = req.state.model_copy(deep=True, update={"revision": 99})
+        answered.steps[0].status = StepStatus.SKIPPED
+        await ReminderRepository(pool).upsert_steps(state_rows(answered))
+    telegram.fail_next("editMessageReplyMarkup", 403, "Forbidden: bot was blocked by the user")
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 1
+    assert live(telegram) == [True, False]
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 0
+    assert len(telegram.calls("editMessageReplyMarkup")) == 2
+
+
 async def test_the_sweep_finishes_edits_telegram_refused(
     pool: asyncpg.Pool, telegram: Any, bot: Bot
 ) -> None:
