@@ -14,7 +14,6 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -46,7 +45,7 @@ from tests.bot_fixtures import BotStack, PollingBot, bot_stack
 from tests.conftest import TEMPORAL_CLI
 from tests.faults.harness import StoppablePostgres
 from tests.rig import eventually
-from tests.test_processes import clean_env
+from tests.test_processes import clean_env, spawn
 from workflows.errors import Rejection
 from workflows.models import PlanState, PlanStatus, StepAction, StepStatus
 
@@ -54,7 +53,6 @@ pytestmark = pytest.mark.usefixtures("distinct_lead_ids")  # the dev server is s
 
 ALICE = 1001
 WEBHOOK_SECRET = "replica-secret"
-ROOT = Path(__file__).resolve().parent.parent
 BOB = 2002
 CAROL = 3003
 
@@ -363,17 +361,8 @@ async def test_an_update_of_a_killed_webhook_replica_is_handled_by_another(
         WEBHOOK_HOST="127.0.0.1", WEBHOOK_PORT=str(port),
         TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
     )  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    proc = await spawn(sys.executable, "-m", "bot", env=env, until=b"webhook listening")
     try:
-        assert proc.stdout is not None
-        seen = b""
-        while b"webhook listening" not in seen:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line, seen.decode()
-            seen += line
         name = _chat_lock(telegram, ALICE)
         async with pool.acquire() as holder:
             # The replica will be mid-update: waiting for the chat, which another holds.

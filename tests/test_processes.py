@@ -31,6 +31,21 @@ def clean_env(**extra: str) -> dict[str, str]:
     return keep | extra
 
 
+async def spawn(*args: str, env: dict[str, str], until: bytes) -> asyncio.subprocess.Process:
+    """Start a process (stderr into stdout) and return once it has printed `until`."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = b""
+    while until not in seen:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line, seen.decode()
+        seen += line
+    return proc
+
+
 @pytest.mark.parametrize("command", ["worker", "bot"])
 async def test_missing_settings_stop_with_one_line(command: str) -> None:
     code, _, err = await run(str(LEADPILOT), command, env=clean_env())
@@ -62,16 +77,8 @@ async def test_worker_process_stops_gracefully_on_sigterm(
         TELEGRAM_BOT_TOKEN=telegram.token,
         TELEGRAM_API_BASE=telegram.base_url,
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "worker.py", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    proc = await spawn(sys.executable, "worker.py", env=env, until=b"worker running")
     assert proc.stdout is not None
-    seen = b""
-    while b"worker running" not in seen:
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        assert line, seen.decode()
-        seen += line
     proc.send_signal(signal.SIGTERM)
     rest = await asyncio.wait_for(proc.stdout.read(), 30)
     assert await proc.wait() == 0
