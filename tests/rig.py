@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from settings import Settings
 from storage.leads import LeadRepository
+from storage.models import Reminder
 from storage.reminders import ReminderRepository
 from telegram_ui.session import make_bot
 from temporal_client import PlanHandle, plan_handle, start_plan
@@ -155,28 +156,52 @@ class PlanRig:
         return await eventually(check, timeout)
 
     async def assert_mirror_matches(self, state: PlanState) -> None:
-        """The rows a user or the bot reads say exactly what the workflow says."""
-        rows = await ReminderRepository(self.pool).get_for_lead(state.lead_id)
-        assert [r.step_id for r in rows] == [s.step_id for s in state.steps]
-        for row, step in zip(rows, state.steps, strict=True):
-            assert row.plan_version == state.plan_version
-            got = (
-                row.status.value,
-                row.due_at,
-                row.reminder_count,
-                row.snooze_count,
-                row.last_reminded_at,
-                row.completed_at,
-            )
-            want = (
-                step.status.value,
-                step.due_at,
-                step.reminder_count,
-                step.snooze_count,
-                step.last_reminded_at,
-                step.completed_at,
-            )
-            assert got == want, f"step {step.step_id}: mirror {got} != workflow {want}"
+        """The rows a user or the bot reads say exactly what the workflow says.
+
+        The workflow counts a revision before the mirror write that carries it runs (a
+        local activity), so a query can return a state whose rows are still being
+        written: they get a few seconds to catch up."""
+        repo = ReminderRepository(self.pool)
+        difference = ""
+
+        async def same() -> bool:
+            nonlocal difference
+            difference = mirror_difference(await repo.get_for_lead(state.lead_id), state)
+            return not difference
+
+        try:
+            await eventually(same, 5)
+        except AssertionError:
+            raise AssertionError(difference) from None
+
+
+def mirror_difference(rows: list[Reminder], state: PlanState) -> str:
+    """How the rows differ from the plan's state ("" if they don't)."""
+    got_ids, want_ids = [r.step_id for r in rows], [s.step_id for s in state.steps]
+    if got_ids != want_ids:
+        return f"mirror steps {got_ids} != workflow {want_ids}"
+    for row, step in zip(rows, state.steps, strict=True):
+        got = (
+            row.plan_version,
+            row.status.value,
+            row.due_at,
+            row.reminder_count,
+            row.snooze_count,
+            row.last_reminded_at,
+            row.completed_at,
+        )
+        want = (
+            state.plan_version,
+            step.status.value,
+            step.due_at,
+            step.reminder_count,
+            step.snooze_count,
+            step.last_reminded_at,
+            step.completed_at,
+        )
+        if got != want:
+            return f"step {step.step_id}: mirror {got} != workflow {want}"
+    return ""
 
 
 @asynccontextmanager
