@@ -185,10 +185,12 @@ class DeliveryLedger:
 
     async def stale_buttons(self, settled_seconds: float, limit: int) -> list[LiveButtons]:
         """Reminders that still show buttons nobody should tap, oldest first: their step
-        is closed or snoozed in the mirror, or a newer reminder of it went out. Only steps
-        whose row has not changed for `settled_seconds`, so the clearing right after a tap
-        or a nudge goes first. (Who answered does not matter: the bot, the Mini App, an
-        operator through Temporal, a cancelled lead.)"""
+        is closed in the mirror, or snoozed after this reminder, or a newer reminder of it
+        went out. Only steps whose row has not changed for `settled_seconds`, so the
+        clearing right after a tap or a nudge goes first. (Who answered does not matter:
+        the bot, the Mini App, an operator through Temporal, a cancelled lead.) A pending
+        row that does not know this message yet is a send whose mirror write is still to
+        come (retried after an outage): its reminder is live."""
         rows = await self._db.fetch(
             """
             SELECT d.delivery_key, d.telegram_id, d.message_id FROM telegram_deliveries d
@@ -196,7 +198,9 @@ class DeliveryLedger:
             WHERE d.step_id IS NOT NULL AND d.buttons_cleared_at IS NULL
               AND d.status = 'sent' AND d.message_id IS NOT NULL
               AND r.updated_at < clock_timestamp() - make_interval(secs => $1)
-              AND (r.status <> 'sent' OR EXISTS (
+              AND (r.status IN ('completed', 'skipped', 'cancelled')
+                   OR (r.status = 'pending' AND r.message_id = d.message_id)
+                   OR EXISTS (
                     SELECT 1 FROM telegram_deliveries n
                     WHERE n.lead_id = d.lead_id AND n.plan_version = d.plan_version
                       AND n.step_id = d.step_id AND n.status = 'sent' AND n.id > d.id))

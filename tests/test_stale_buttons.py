@@ -49,6 +49,30 @@ async def test_a_step_answered_outside_the_bot_loses_its_buttons_once(
     assert len(telegram.calls("editMessageReplyMarkup")) == 1
 
 
+async def test_a_reminder_whose_mirror_write_is_still_to_come_keeps_its_buttons(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    """The send recorded its delivery, then the database went away before the rows said
+    "sent" (the activity's retry writes them later): the reminder is live, not stale."""
+    acts = TelegramActivities(bot, pool)
+    req = await reminder(pool, key="lead-s3:v1:s1:r0:n1")
+    await ActivityEnvironment().run(acts.send_reminder, req)
+    await pool.execute(
+        "UPDATE scheduled_reminders SET status = 'pending', message_id = NULL,"
+        " reminder_count = 0 WHERE lead_id = $1",
+        req.state.lead_id,
+    )
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 0
+    assert live(telegram) == [True]
+    # Snoozed after it (the row knows the message): now it is stale.
+    snoozed = req.state.model_copy(deep=True, update={"revision": 99})
+    snoozed.steps[0].status = StepStatus.PENDING
+    snoozed.steps[0].message_id = step_messages(telegram)[0].message_id
+    await ReminderRepository(pool).upsert_steps(state_rows(snoozed))
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 1
+    assert live(telegram) == [False]
+
+
 async def test_a_chat_that_blocked_the_bot_does_not_hold_up_the_sweep(
     pool: asyncpg.Pool, telegram: Any, bot: Bot
 ) -> None:
