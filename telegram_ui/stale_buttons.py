@@ -33,6 +33,10 @@ log = logging.getLogger("leadpilot.telegram")
 
 EDIT_TIMEOUT = 5
 SWEEP_LOCK = 0x1EAD_B077  # pg advisory lock key: one sweeper across worker processes
+# A sweep after a bulk close may find hundreds of messages: edited at a pace that leaves
+# Telegram's bot-wide limit to the reminders (a burst could draw 429s on their sends).
+SWEEP_LIMIT = 50
+SWEEP_EDITS_PER_SECOND = 5.0
 
 
 async def clear_stale_buttons(
@@ -57,16 +61,18 @@ async def clear_stale_buttons(
 
 
 async def sweep_stale_buttons(
-    bot: Bot, pool: asyncpg.Pool, settled_seconds: float, limit: int = 100
+    bot: Bot, pool: asyncpg.Pool, settled_seconds: float, limit: int = SWEEP_LIMIT
 ) -> int:
     """Clear what the paths above left: steps answered outside the bot (an operator's
     `temporal workflow update`, the Temporal UI), cancelled leads and replaced plans, and
-    edits Telegram refused for a while. One sweeper at a time across processes."""
+    edits Telegram refused for a while. One sweeper at a time across processes; at most
+    `limit` messages, `SWEEP_EDITS_PER_SECOND`."""
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
             return 0
         ledger = DeliveryLedger(conn)
-        return await _clear(bot, ledger, await ledger.stale_buttons(settled_seconds, limit))
+        stale = await ledger.stale_buttons(settled_seconds, limit)
+        return await _clear(bot, ledger, stale, pace=1 / SWEEP_EDITS_PER_SECOND)
 
 
 async def sweep_forever(bot: Bot, pool: asyncpg.Pool, every: float) -> None:
@@ -85,10 +91,14 @@ async def _clear(
     ledger: DeliveryLedger,
     messages: list[LiveButtons],
     edited_message_id: int | None = None,
+    pace: float = 0.0,
 ) -> int:
-    edited = 0
+    edited = calls = 0
     for msg in messages:
         if msg.message_id != edited_message_id:
+            if calls and pace:
+                await asyncio.sleep(pace)
+            calls += 1
             try:
                 await bot.edit_message_reply_markup(
                     chat_id=msg.telegram_id,

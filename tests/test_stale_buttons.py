@@ -4,6 +4,7 @@ replaced plans, and edits Telegram refused for a while."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import asyncpg
@@ -15,7 +16,7 @@ from activities.telegram import TelegramActivities
 from settings import Settings
 from storage.reminders import ReminderRepository
 from telegram_ui.session import make_bot
-from telegram_ui.stale_buttons import sweep_stale_buttons
+from telegram_ui.stale_buttons import SWEEP_EDITS_PER_SECOND, sweep_stale_buttons
 from tests.rig import ANYTIME, eventually, plan_rig
 from tests.test_engagement_plan import answer, step_is
 from tests.test_telegram_activities import bot, nudge, reminder, step_messages
@@ -71,6 +72,21 @@ async def test_a_reminder_whose_mirror_write_is_still_to_come_keeps_its_buttons(
     await ReminderRepository(pool).upsert_steps(state_rows(snoozed))
     assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 1
     assert live(telegram) == [False]
+
+
+async def test_the_sweep_edits_at_a_pace_that_leaves_the_limit_to_reminders(
+    pool: asyncpg.Pool, telegram: Any, bot: Bot
+) -> None:
+    acts = TelegramActivities(bot, pool)
+    for i in range(3):
+        req = await reminder(pool, key=f"lead-s6{i}:v1:s1:r0:n1")
+        await ActivityEnvironment().run(acts.send_reminder, req)
+        closed = req.state.model_copy(deep=True, update={"revision": 99})
+        closed.steps[0].status = StepStatus.CANCELLED
+        await ReminderRepository(pool).upsert_steps(state_rows(closed))
+    assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 3
+    edits = [c.at for c in telegram.calls("editMessageReplyMarkup")]
+    assert min(b - a for a, b in itertools.pairwise(edits)) >= 0.9 / SWEEP_EDITS_PER_SECOND
 
 
 async def test_a_chat_that_blocked_the_bot_does_not_hold_up_the_sweep(
