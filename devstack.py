@@ -103,39 +103,28 @@ def start_temporal() -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-async def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not port_busy(port):
-        if proc.poll() is not None:
-            raise DevError(f"the Temporal dev server exited; see {DATA_DIR / 'temporal.log'}")
-        if loop.time() > deadline:
-            raise DevError(f"the Temporal dev server did not open port {port} in {seconds:.0f}s")
-        await asyncio.sleep(0.2)
-
-
 async def connect_when_healthy(
-    address: str, namespace: str, proc: subprocess.Popen[bytes], seconds: float = 60
+    address: str, port: int, namespace: str, proc: subprocess.Popen[bytes], seconds: float = 60
 ) -> Client:
-    """The dev server opens its port before its frontend is healthy; on a busy machine
-    the first connect can meet "Frontend is not healthy yet"."""
+    """Connect to the dev server we started once it answers. It opens its port before its
+    frontend is healthy: on a busy machine the first connect can meet "Frontend is not
+    healthy yet"."""
     from temporal_client import connect
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:
-        try:
-            return await connect(address, namespace)
-        except RuntimeError as err:
-            if proc.poll() is not None:
-                raise DevError(
-                    f"the Temporal dev server exited; see {DATA_DIR / 'temporal.log'}"
-                ) from err
-            if loop.time() > deadline:
-                raise DevError(
-                    f"the Temporal dev server was not healthy in {seconds:.0f}s: {err}"
-                ) from err
-            await asyncio.sleep(0.3)
+        problem = f"port {port} not open"
+        if port_busy(port):
+            try:
+                return await connect(address, namespace)
+            except RuntimeError as err:
+                problem = str(err)
+        if proc.poll() is not None:
+            raise DevError(f"the Temporal dev server exited; see {DATA_DIR / 'temporal.log'}")
+        if loop.time() > deadline:
+            raise DevError(f"the Temporal dev server did not answer in {seconds:.0f}s: {problem}")
+        await asyncio.sleep(0.2)
 
 
 async def run(day_seconds: int | None) -> None:
@@ -156,17 +145,14 @@ async def run(day_seconds: int | None) -> None:
         say(f"database      {database_url}  ({len(applied)} migrations applied)")
 
         address = env.get("TEMPORAL_ADDRESS")
-        if not address:
-            temporal = start_temporal()
-            await wait_for_port(TEMPORAL_PORT, temporal)
-            address = f"127.0.0.1:{TEMPORAL_PORT}"
-            say(f"temporal      {address}   Web UI: http://127.0.0.1:{TEMPORAL_UI_PORT}")
         namespace = env.get("TEMPORAL_NAMESPACE", "default")
-        client = await (
-            connect_when_healthy(address, namespace, temporal)
-            if temporal
-            else connect(address, namespace)
-        )
+        if address:
+            client = await connect(address, namespace)
+        else:
+            temporal = start_temporal()
+            address = f"127.0.0.1:{TEMPORAL_PORT}"
+            client = await connect_when_healthy(address, TEMPORAL_PORT, namespace, temporal)
+            say(f"temporal      {address}   Web UI: http://127.0.0.1:{TEMPORAL_UI_PORT}")
         await register_search_attributes(client)
 
         overrides: dict[str, object] = {"database_url": database_url, "temporal_address": address}
