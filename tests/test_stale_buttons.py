@@ -11,15 +11,13 @@ import asyncpg
 from aiogram import Bot
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.mirror import state_rows
 from activities.telegram import TelegramActivities
 from settings import Settings
-from storage.reminders import ReminderRepository
 from telegram_ui.session import make_bot
 from telegram_ui.stale_buttons import SWEEP_EDITS_PER_SECOND, sweep_stale_buttons
 from tests.rig import ANYTIME, eventually, plan_rig
 from tests.test_engagement_plan import answer, step_is
-from tests.test_telegram_activities import bot, nudge, reminder, step_messages
+from tests.test_telegram_activities import bot, mirror, nudge, reminder, step_messages
 from worker import running_workers
 from workflows.engagement_plan import EngagementPlanWorkflow
 from workflows.models import StepStatus
@@ -40,9 +38,7 @@ async def test_a_step_answered_outside_the_bot_loses_its_buttons_once(
     assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 0
     assert live(telegram) == [True]  # the open step's reminder invites a tap
     # The workflow's mirror write after an answer that did not come through the bot.
-    answered = req.state.model_copy(deep=True, update={"revision": 99})
-    answered.steps[0].status = StepStatus.COMPLETED
-    await ReminderRepository(pool).upsert_steps(state_rows(answered))
+    await mirror(pool, req, revision=99, status=StepStatus.COMPLETED)
     assert await sweep_stale_buttons(bot, pool, settled_seconds=30) == 0  # the bot's turn
     assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 1
     assert live(telegram) == [False]
@@ -66,10 +62,8 @@ async def test_a_reminder_whose_mirror_write_is_still_to_come_keeps_its_buttons(
     assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 0
     assert live(telegram) == [True]
     # Snoozed after it (the row knows the message): now it is stale.
-    snoozed = req.state.model_copy(deep=True, update={"revision": 99})
-    snoozed.steps[0].status = StepStatus.PENDING
-    snoozed.steps[0].message_id = step_messages(telegram)[0].message_id
-    await ReminderRepository(pool).upsert_steps(state_rows(snoozed))
+    message_id = step_messages(telegram)[0].message_id
+    await mirror(pool, req, revision=99, status=StepStatus.PENDING, message_id=message_id)
     assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 1
     assert live(telegram) == [False]
 
@@ -81,9 +75,7 @@ async def test_the_sweep_edits_at_a_pace_that_leaves_the_limit_to_reminders(
     for i in range(3):
         req = await reminder(pool, key=f"lead-s6{i}:v1:s1:r0:n1")
         await ActivityEnvironment().run(acts.send_reminder, req)
-        closed = req.state.model_copy(deep=True, update={"revision": 99})
-        closed.steps[0].status = StepStatus.CANCELLED
-        await ReminderRepository(pool).upsert_steps(state_rows(closed))
+        await mirror(pool, req, revision=99, status=StepStatus.CANCELLED)
     assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 3
     edits = [c.at for c in telegram.calls("editMessageReplyMarkup")]
     assert min(b - a for a, b in itertools.pairwise(edits)) >= 0.9 / SWEEP_EDITS_PER_SECOND
@@ -97,9 +89,7 @@ async def test_a_chat_that_blocked_the_bot_does_not_hold_up_the_sweep(
     reqs = [await reminder(pool, key=f"lead-s5{i}:v1:s1:r0:n1") for i in range(2)]
     for req in reqs:
         await ActivityEnvironment().run(acts.send_reminder, req)
-        answered = req.state.model_copy(deep=True, update={"revision": 99})
-        answered.steps[0].status = StepStatus.SKIPPED
-        await ReminderRepository(pool).upsert_steps(state_rows(answered))
+        await mirror(pool, req, revision=99, status=StepStatus.SKIPPED)
     telegram.fail_next("editMessageReplyMarkup", 403, "Forbidden: bot was blocked by the user")
     assert await sweep_stale_buttons(bot, pool, settled_seconds=0) == 1
     assert live(telegram) == [True, False]
@@ -152,9 +142,7 @@ async def test_the_telegram_worker_sweeps_on_its_own(
     acts = TelegramActivities(bot, pool)
     req = await reminder(pool, key="lead-s4:v1:s1:r0:n1")
     await ActivityEnvironment().run(acts.send_reminder, req)
-    cancelled = req.state.model_copy(deep=True, update={"revision": 99})
-    cancelled.steps[0].status = StepStatus.CANCELLED  # the lead was closed
-    await ReminderRepository(pool).upsert_steps(state_rows(cancelled))
+    await mirror(pool, req, revision=99, status=StepStatus.CANCELLED)  # the lead was closed
     settings = Settings(
         database_url=db_url, telegram_bot_token=telegram.token,
         telegram_api_base=telegram.base_url, worker_queues=["telegram"],

@@ -176,9 +176,13 @@ async def test_http_timeout_is_shorter_than_the_activity_timeout(
     assert TelegramActivities(bot, pool)._request_timeout == 15 < 30
 
 
-async def mirror(pool: asyncpg.Pool, req: ReminderRequest, **changes: Any) -> None:
-    """The plan's rows as the workflow last mirrored them (step 1 changed by `changes`)."""
-    state = req.state.model_copy(deep=True)
+async def mirror(
+    pool: asyncpg.Pool, req: ReminderRequest, revision: int | None = None, **changes: Any
+) -> None:
+    """The plan's rows as the workflow last mirrored them (step 1 changed by `changes`);
+    a `revision` past the send's makes it a write the send cannot overwrite."""
+    update = {} if revision is None else {"revision": revision}
+    state = req.state.model_copy(deep=True, update=update)
     for name, value in changes.items():
         setattr(state.steps[0], name, value)
     await ReminderRepository(pool).upsert_steps(state_rows(state))
@@ -607,9 +611,7 @@ async def test_a_reminder_answered_while_it_was_sent_loses_its_buttons(
     telegram.delay_next("sendMessage", 1.5, after_processing=True)
     run = asyncio.create_task(ActivityEnvironment().run(acts.send_reminder, nudge(first)))
     await eventually(lambda: _ready(len(step_messages(telegram)) == 2 or None))
-    answered = first.state.model_copy(deep=True, update={"revision": 99})  # newer than the send
-    answered.steps[0].status = StepStatus.COMPLETED
-    await ReminderRepository(pool).upsert_steps(state_rows(answered))
+    await mirror(pool, first, revision=99, status=StepStatus.COMPLETED)  # newer than the send
     result = await run
     assert result.message_id == step_messages(telegram)[1].message_id
     assert [bool(m.buttons) for m in step_messages(telegram)] == [False, False]
