@@ -25,6 +25,9 @@ from telegram_ui.texts import STILL_WORKING, welcome_back
 
 log = logging.getLogger("leadpilot.bot")
 
+# What every middleware wraps: the next middleware or the handler (aiogram's signature).
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
 
 class HandleOnceMiddleware(BaseMiddleware):
     """An update Telegram delivers again after it was handled is skipped.
@@ -44,7 +47,7 @@ class HandleOnceMiddleware(BaseMiddleware):
 
     async def __call__(
         self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        handler: Handler,
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
@@ -74,7 +77,7 @@ class RegisterUserMiddleware(BaseMiddleware):
 
     async def __call__(
         self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        handler: Handler,
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
@@ -93,7 +96,7 @@ class ResumeBlockedMiddleware(BaseMiddleware):
 
     async def __call__(
         self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        handler: Handler,
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
@@ -134,7 +137,7 @@ class CallbackDeadlineMiddleware(BaseMiddleware):
 
     async def __call__(
         self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        handler: Handler,
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
